@@ -1,0 +1,34 @@
+# Two commands: `make demo` and `make test`. The venv is rebuilt only when
+# pyproject.toml changes or the interpreter is not a working Python 3.10.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+OUT    ?= out/demo
+JOBS   ?= 2
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml .ci/find-python
+	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
+		rm -rf $(VENV); py=$$(.ci/find-python) && echo "creating $(VENV) from $$py" && "$$py" -m venv $(VENV); \
+	fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/deploy compile examples/models/digits_snn.pt --target imc --compare imc-adc --data digits -o $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n $(JOBS) --dist loadgroup tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check deploy hwmodels quant tests examples benchmarks
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf out .pytest_cache
