@@ -1,0 +1,82 @@
+"""The native checkpoint: ``{"format", "version", "arch", "state_dict", "meta"}``.
+
+``arch`` is the JSON structure of :meth:`deploy.ir.Graph.to_dict`, ``state_dict``
+its tensors. Loaded with ``torch.load(weights_only=True)``: no code runs.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deploy.errors import ModelError
+from deploy.io.atomic import atomic_write
+from deploy.ir import Graph
+
+FORMAT = "neurodeploy-snn"
+VERSION = 1
+
+
+def save(graph: Graph, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``graph`` as a native checkpoint (atomically)."""
+    arch, tensors = graph.validate().to_dict()
+    doc = {"format": FORMAT, "version": VERSION, "arch": arch,
+           "state_dict": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()},
+           "meta": dict(meta or {})}
+    return atomic_write(path, lambda p: torch.save(doc, p))
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True``, turning every failure into one ModelError line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):
+            raise ModelError(f"{path}: contains pickled Python objects (code); "
+                             "pass --trust-pickle to load it if you trust its source") from None
+        raise ModelError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, io.UnsupportedOperation) as exc:
+        raise ModelError(f"{path}: not a readable checkpoint, truncated or corrupt "
+                         f"({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def from_document(doc: Any, origin: str = "model") -> Graph:
+    """Validate a loaded checkpoint document and build its Graph."""
+    if not isinstance(doc, dict):
+        raise ModelError(f"{origin}: not a {FORMAT} checkpoint (found {type(doc).__name__}; "
+                         "a bare state_dict needs its architecture)")
+    if doc.get("format") != FORMAT:
+        raise ModelError(f"{origin}: format key is {doc.get('format')!r}, expected {FORMAT!r}")
+    if doc.get("version") != VERSION:
+        raise ModelError(f"{origin}: format version {doc.get('version')!r} is not supported "
+                         f"(this build reads version {VERSION})")
+    for key in ("arch", "state_dict"):
+        if key not in doc:
+            raise ModelError(f"{origin}: checkpoint is missing '{key}'")
+    state = doc["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{origin}: state_dict must map names to tensors")
+    tensors = {k: v.detach().float().numpy() for k, v in state.items()}
+    graph = Graph.from_dict(doc["arch"], tensors)
+    graph.meta.setdefault("source", origin)
+    graph.meta.update({k: v for k, v in doc.get("meta", {}).items() if k not in graph.meta})
+    return graph
+
+
+def load(path: str | Path) -> Graph:
+    """Load a native checkpoint safely."""
+    return from_document(read_checkpoint(path), str(path))

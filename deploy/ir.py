@@ -1,0 +1,428 @@
+"""The hardware-neutral network: a small typed graph of plain-array nodes.
+
+A :class:`Graph` is an ordered list of nodes in topological order. Every node
+names its inputs (``"input"`` is the network input); the last node is the
+output. Array fields are numpy arrays, everything else is JSON-able, so a
+graph serializes to ``(structure, tensors)``: the structure is the ``arch`` of
+the native checkpoint and the tensors its ``state_dict``.
+
+Discrete-time neuron semantics (one step ``t``, input current ``x``)::
+
+    i = alpha * i + x            # synaptic current (alpha = 0: i = x)
+    v = beta * v + i             # membrane
+    s = v > threshold            # strict, as on Loihi and in snnTorch
+    v = v - s * threshold        # reset "subtract";  "zero": v = v * (1 - s)
+
+``LI`` is the same membrane without spikes: its output is ``v``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from deploy.errors import ModelError
+
+ENCODINGS = ("direct", "rate", "latency", "events")
+RESETS = ("subtract", "zero")
+
+
+def _pair(v: int | tuple | list) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return (int(v), int(v))
+    t = tuple(int(x) for x in v)
+    if len(t) != 2:
+        raise ValueError(f"expected an int or a pair, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def per_neuron(value: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Broadcast a neuron parameter to ``shape``: a scalar, one value per channel
+    (size ``shape[0]``), or one per neuron. Raises ValueError if it does not fit."""
+    arr = np.asarray(value, dtype=np.float32)
+    if arr.ndim == 1 and len(shape) > 1 and arr.size == shape[0]:
+        arr = arr.reshape(-1, *[1] * (len(shape) - 1))
+    return np.broadcast_to(arr, shape)
+
+
+@dataclass
+class Node:
+    """A graph node: a name, the names of its inputs, and typed parameters."""
+
+    kind: ClassVar[str] = "node"
+    name: str
+    inputs: list[str] = field(default_factory=list)
+    #: precision of stored quantities in bits, e.g. {"weight": 4, "threshold": 8};
+    #: absent keys are float32.
+    precision: dict[str, int] = field(default_factory=dict)
+
+    def out_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+        return in_shapes[0]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), np.ndarray)}
+
+    def params(self) -> int:
+        """Number of stored parameters (weights, biases, per-neuron parameters)."""
+        return int(sum(a.size for a in self.arrays().values()))
+
+    def validate(self, in_shapes: list[tuple[int, ...]]) -> None:
+        for key, arr in self.arrays().items():
+            if not np.all(np.isfinite(arr)):
+                raise ModelError(f"layer '{self.name}': {key} contains NaN or inf")
+        if len(in_shapes) != 1:
+            raise ModelError(f"layer '{self.name}': {self.kind} takes one input, got {len(in_shapes)}")
+
+
+@dataclass
+class Linear(Node):
+    """y = x @ weight.T + bias, weight of shape (out, in)."""
+
+    kind: ClassVar[str] = "linear"
+    weight: np.ndarray = None  # type: ignore[assignment]
+    bias: np.ndarray | None = None
+
+    def out_shape(self, in_shapes):
+        return (int(self.weight.shape[0]),)
+
+    def validate(self, in_shapes):
+        super().validate(in_shapes)
+        if self.weight.ndim != 2:
+            raise ModelError(f"layer '{self.name}': linear weight must be 2-D, got shape {self.weight.shape}")
+        n_in = int(np.prod(in_shapes[0]))
+        if len(in_shapes[0]) != 1 or n_in != self.weight.shape[1]:
+            raise ModelError(f"layer '{self.name}': weight expects {self.weight.shape[1]} inputs, "
+                             f"got shape {in_shapes[0]}")
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            raise ModelError(f"layer '{self.name}': bias shape {self.bias.shape} does not match "
+                             f"{self.weight.shape[0]} outputs")
+
+
+@dataclass
+class Conv2d(Node):
+    """2-D convolution, weight of shape (out, in/groups, kh, kw); input (C, H, W)."""
+
+    kind: ClassVar[str] = "conv2d"
+    weight: np.ndarray = None  # type: ignore[assignment]
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self):
+        self.stride, self.padding, self.dilation = (_pair(self.stride), _pair(self.padding),
+                                                    _pair(self.dilation))
+
+    def out_shape(self, in_shapes):
+        _, h, w = in_shapes[0]
+        kh, kw = self.weight.shape[2:]
+        oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        ow = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        return (int(self.weight.shape[0]), int(oh), int(ow))
+
+    def validate(self, in_shapes):
+        super().validate(in_shapes)
+        if self.weight.ndim != 4:
+            raise ModelError(f"layer '{self.name}': conv2d weight must be 4-D, got shape {self.weight.shape}")
+        if len(in_shapes[0]) != 3:
+            raise ModelError(f"layer '{self.name}': conv2d needs a (C, H, W) input, got {in_shapes[0]}")
+        if in_shapes[0][0] != self.weight.shape[1] * self.groups:
+            raise ModelError(f"layer '{self.name}': weight expects {self.weight.shape[1] * self.groups} "
+                             f"input channels, got {in_shapes[0][0]}")
+        if self.bias is not None and self.bias.shape != (self.weight.shape[0],):
+            raise ModelError(f"layer '{self.name}': bias shape {self.bias.shape} does not match "
+                             f"{self.weight.shape[0]} channels")
+        if min(self.out_shape(in_shapes)[1:]) < 1:
+            raise ModelError(f"layer '{self.name}': kernel larger than the {in_shapes[0][1:]} input")
+
+
+@dataclass
+class Pool2d(Node):
+    """Spatial pooling: mode "avg", "sum" or "max"; input (C, H, W)."""
+
+    kind: ClassVar[str] = "pool2d"
+    mode: str = "avg"
+    kernel_size: tuple[int, int] = (2, 2)
+    stride: tuple[int, int] = (2, 2)
+    padding: tuple[int, int] = (0, 0)
+
+    def __post_init__(self):
+        self.kernel_size, self.stride, self.padding = (_pair(self.kernel_size), _pair(self.stride),
+                                                       _pair(self.padding))
+
+    def out_shape(self, in_shapes):
+        c, h, w = in_shapes[0]
+        oh = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
+        ow = (w + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        return (c, int(oh), int(ow))
+
+    def validate(self, in_shapes):
+        super().validate(in_shapes)
+        if self.mode not in ("avg", "sum", "max"):
+            raise ModelError(f"layer '{self.name}': unknown pooling mode {self.mode!r}")
+        if len(in_shapes[0]) != 3 or min(self.out_shape(in_shapes)[1:]) < 1:
+            raise ModelError(f"layer '{self.name}': cannot pool input of shape {in_shapes[0]}")
+
+
+@dataclass
+class Flatten(Node):
+    """Flatten (C, H, W) to (C*H*W,) in C-major (torch) order."""
+
+    kind: ClassVar[str] = "flatten"
+
+    def out_shape(self, in_shapes):
+        return (int(np.prod(in_shapes[0])),)
+
+
+@dataclass
+class Add(Node):
+    """Element-wise sum of its inputs (residual connections)."""
+
+    kind: ClassVar[str] = "add"
+
+    def validate(self, in_shapes):
+        if len(in_shapes) < 2:
+            raise ModelError(f"layer '{self.name}': add needs at least two inputs")
+        if len(set(in_shapes)) != 1:
+            raise ModelError(f"layer '{self.name}': add inputs differ in shape: {in_shapes}")
+
+
+@dataclass
+class LIF(Node):
+    """Leaky integrate-and-fire neurons (IF when beta == 1), optional synaptic current.
+
+    ``beta`` and ``threshold`` are scalars or per-neuron/per-channel arrays
+    broadcastable to the input shape.
+    """
+
+    kind: ClassVar[str] = "lif"
+    beta: float | np.ndarray = 1.0
+    threshold: float | np.ndarray = 1.0
+    reset: str = "subtract"
+    alpha: float | np.ndarray = 0.0
+
+    def validate(self, in_shapes):
+        super().validate(in_shapes)
+        if self.reset not in RESETS:
+            raise ModelError(f"layer '{self.name}': reset must be one of {RESETS}, got {self.reset!r}")
+        for key in ("beta", "alpha", "threshold"):
+            val = np.asarray(getattr(self, key), dtype=np.float64)
+            if not np.all(np.isfinite(val)):
+                raise ModelError(f"layer '{self.name}': {key} contains NaN or inf")
+            if key in ("beta", "alpha") and (np.any(val < 0) or np.any(val > 1)):
+                raise ModelError(f"layer '{self.name}': {key} must lie in [0, 1], got {val.min():g}..{val.max():g}")
+            if key == "threshold" and np.any(val <= 0):
+                raise ModelError(f"layer '{self.name}': threshold must be positive")
+            try:
+                per_neuron(val, in_shapes[0])
+            except ValueError:
+                raise ModelError(f"layer '{self.name}': {key} of shape {val.shape} does not fit "
+                                 f"neurons of shape {in_shapes[0]}") from None
+
+
+@dataclass
+class LI(Node):
+    """Leaky integrator readout (no spikes): output is the membrane v = beta*v + x."""
+
+    kind: ClassVar[str] = "li"
+    beta: float | np.ndarray = 1.0
+
+    def validate(self, in_shapes):
+        super().validate(in_shapes)
+        b = np.asarray(self.beta, dtype=np.float64)
+        if np.any(b < 0) or np.any(b > 1) or not np.all(np.isfinite(b)):
+            raise ModelError(f"layer '{self.name}': beta must lie in [0, 1]")
+
+
+NODE_TYPES: dict[str, type[Node]] = {c.kind: c for c in (Linear, Conv2d, Pool2d, Flatten, Add, LIF, LI)}
+SYNAPSE_KINDS = ("linear", "conv2d")
+NEURON_KINDS = ("lif", "li")
+
+
+def register_node(cls: type[Node]) -> type[Node]:
+    """Add a node type to the IR (used by extensions such as per-timestep scaling)."""
+    NODE_TYPES[cls.kind] = cls
+    return cls
+
+
+@dataclass
+class Graph:
+    """A spiking network: input description plus nodes in topological order."""
+
+    input_shape: tuple[int, ...]
+    nodes: list[Node]
+    timesteps: int = 8
+    encoding: str = "direct"
+    name: str = "model"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+
+    # -- access -----------------------------------------------------------------
+    def __getitem__(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    @property
+    def output(self) -> Node:
+        return self.nodes[-1]
+
+    def edges(self) -> list[tuple[str, str]]:
+        return [(src, n.name) for n in self.nodes for src in n.inputs]
+
+    def consumers(self, name: str) -> list[Node]:
+        return [n for n in self.nodes if name in n.inputs]
+
+    def synapses(self) -> list[Node]:
+        return [n for n in self.nodes if n.kind in SYNAPSE_KINDS]
+
+    def params(self) -> int:
+        return sum(n.params() for n in self.nodes)
+
+    # -- shapes and validation ---------------------------------------------------
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Output shape of every node (and of ``"input"``), validating on the way."""
+        shapes: dict[str, tuple[int, ...]] = {"input": self.input_shape}
+        for n in self.nodes:
+            if n.name in shapes:
+                raise ModelError(f"layer '{n.name}': duplicate layer name")
+            missing = [i for i in n.inputs if i not in shapes]
+            if not n.inputs or missing:
+                raise ModelError(f"layer '{n.name}': unknown input {missing[0] if missing else '(none)'}")
+            in_shapes = [shapes[i] for i in n.inputs]
+            n.validate(in_shapes)
+            shapes[n.name] = tuple(int(s) for s in n.out_shape(in_shapes))
+        return shapes
+
+    def validate(self) -> Graph:
+        if not self.nodes:
+            raise ModelError("model has no layers")
+        if self.encoding not in ENCODINGS:
+            raise ModelError(f"input encoding must be one of {ENCODINGS}, got {self.encoding!r}")
+        if int(self.timesteps) < 1:
+            raise ModelError(f"timesteps must be >= 1, got {self.timesteps}")
+        if any(s < 1 for s in self.input_shape):
+            raise ModelError(f"input shape {self.input_shape} has a non-positive dimension")
+        self.shapes()
+        return self
+
+    # -- memory at the stored precision -----------------------------------------
+    def memory_bytes(self) -> dict[str, float]:
+        """Bytes per node at each array's precision (sub-byte precisions included)."""
+        out = {}
+        for n in self.nodes:
+            bits = 0
+            for key, arr in n.arrays().items():
+                bits += arr.size * n.precision.get(key, 32)
+            if isinstance(n, (LIF, LI)):
+                for key in ("beta", "threshold", "alpha"):
+                    val = getattr(n, key, None)
+                    if val is not None and not isinstance(val, np.ndarray):
+                        bits += n.precision.get(key, 32)
+            out[n.name] = bits / 8
+        return out
+
+    # -- serialization -------------------------------------------------------------
+    def to_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Split into a JSON-able structure and a flat ``{"node.field": array}`` dict."""
+        layers, tensors = [], {}
+        for n in self.nodes:
+            entry: dict[str, Any] = {"type": n.kind}
+            for f in dataclasses.fields(n):
+                val = getattr(n, f.name)
+                if isinstance(val, np.ndarray):
+                    tensors[f"{n.name}.{f.name}"] = val
+                    entry[f.name] = {"tensor": f"{n.name}.{f.name}"}
+                elif isinstance(val, tuple):
+                    entry[f.name] = list(val)
+                else:
+                    entry[f.name] = val
+            layers.append(entry)
+        arch = {"input_shape": list(self.input_shape), "timesteps": int(self.timesteps),
+                "encoding": self.encoding, "name": self.name, "meta": self.meta, "layers": layers}
+        return arch, tensors
+
+    @classmethod
+    def from_dict(cls, arch: dict[str, Any], tensors: dict[str, np.ndarray]) -> Graph:
+        """Inverse of :meth:`to_dict`; raises :class:`ModelError` on malformed input."""
+        if not isinstance(arch, dict):
+            raise ModelError("arch must be a mapping")
+        for key in ("input_shape", "layers"):
+            if key not in arch:
+                raise ModelError(f"arch is missing '{key}'")
+        nodes, prev = [], "input"
+        for i, entry in enumerate(arch["layers"]):
+            if not isinstance(entry, dict) or "type" not in entry:
+                raise ModelError(f"layer #{i}: entry has no 'type'")
+            name = str(entry.get("name", f"{entry['type']}{i}"))
+            node_cls = NODE_TYPES.get(entry["type"])
+            if node_cls is None:
+                raise ModelError(f"layer '{name}': unknown layer type {entry['type']!r} "
+                                 f"(known: {', '.join(sorted(NODE_TYPES))})")
+            kwargs: dict[str, Any] = {}
+            known = {f.name for f in dataclasses.fields(node_cls)}
+            for key, val in entry.items():
+                if key == "type":
+                    continue
+                if key not in known:
+                    raise ModelError(f"layer '{name}': unknown field {key!r} for {entry['type']}")
+                if isinstance(val, dict) and "tensor" in val:
+                    if val["tensor"] not in tensors:
+                        raise ModelError(f"layer '{name}': missing tensor '{val['tensor']}'")
+                    val = np.asarray(tensors[val["tensor"]], dtype=np.float32)
+                kwargs[key] = val
+            kwargs["name"] = name
+            kwargs.setdefault("inputs", [prev])
+            for req in ("weight",):
+                if req in known and kwargs.get(req) is None:
+                    raise ModelError(f"layer '{name}': missing tensor '{req}'")
+            try:
+                nodes.append(node_cls(**kwargs))
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"layer '{name}': {exc}") from None
+            prev = name
+        graph = cls(input_shape=tuple(arch["input_shape"]), nodes=nodes,
+                    timesteps=int(arch.get("timesteps", 8)), encoding=arch.get("encoding", "direct"),
+                    name=str(arch.get("name", "model")), meta=dict(arch.get("meta", {})))
+        return graph.validate()
+
+    def to_json(self) -> str:
+        """Whole graph as one JSON document (arrays as nested lists)."""
+        arch, tensors = self.to_dict()
+        return json.dumps({"arch": arch, "tensors": {k: {"shape": list(v.shape), "data": v.ravel().tolist()}
+                                                     for k, v in tensors.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> Graph:
+        doc = json.loads(text)
+        tensors = {k: np.asarray(v["data"], dtype=np.float32).reshape(v["shape"])
+                   for k, v in doc["tensors"].items()}
+        return cls.from_dict(doc["arch"], tensors)
+
+    def copy(self) -> Graph:
+        arch, tensors = self.to_dict()
+        return Graph.from_dict(json.loads(json.dumps(arch)), {k: v.copy() for k, v in tensors.items()})
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One row per node: name, kind, output shape, params, bytes."""
+        shapes, mem = self.shapes(), self.memory_bytes()
+        return [{"name": n.name, "kind": n.kind, "shape": shapes[n.name], "params": n.params(),
+                 "memory_bytes": mem[n.name]} for n in self.nodes]
+
+
+def beta_from_tau(tau: float, dt: float = 1.0) -> float:
+    """Membrane decay per step for a time constant tau (exact exponential)."""
+    return math.exp(-dt / tau)

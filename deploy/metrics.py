@@ -1,0 +1,183 @@
+"""Activity and NeuroBench-style metrics from a recorded run.
+
+Synaptic operations follow NeuroBench: *dense* counts every multiply-accumulate
+of the layer; *effective* counts only those whose input is non-zero; a layer's
+effective ops are accumulates (ACs) when every input is in {-1, 0, 1}, else
+MACs. Counts are per inference (one sample, all timesteps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deploy import ir
+
+
+@dataclass
+class LayerActivity:
+    """What one node did, averaged per sample."""
+
+    name: str
+    kind: str
+    neurons: int = 0
+    spikes: float = 0.0           # output spikes (neuron nodes)
+    spike_rate: float = 0.0       # spikes / (neurons * T)
+    input_events: float = 0.0     # non-zero inputs (synapse nodes)
+    input_rate: float = 0.0       # non-zero inputs / (inputs * T)
+    binary_input: bool = True     # every input in {-1, 0, 1}
+    synops_dense: float = 0.0
+    synops_effective: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)   # target-specific counters
+
+    @property
+    def op_type(self) -> str:
+        return "AC" if self.binary_input else "MAC"
+
+
+@dataclass
+class Activity:
+    """Per-layer activity of a run plus its outputs and predictions."""
+
+    timesteps: int
+    samples: int
+    layers: dict[str, LayerActivity]
+    predictions: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+    def total(self, key: str) -> float:
+        return float(sum(getattr(la, key) for la in self.layers.values()))
+
+    def sparsity(self) -> float:
+        """NeuroBench activation sparsity: 1 - spikes / (neurons * T) over spiking layers."""
+        spiking = [la for la in self.layers.values() if la.kind == "lif"]
+        capacity = sum(la.neurons for la in spiking) * self.timesteps
+        return 1.0 - sum(la.spikes for la in spiking) / capacity if capacity else 0.0
+
+    def to_dict(self) -> dict:
+        return {name: asdict(la) for name, la in self.layers.items()}
+
+
+def dense_synops(node: ir.Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of one timestep of a synaptic node."""
+    if isinstance(node, ir.Linear):
+        return int(node.weight.shape[0] * node.weight.shape[1])
+    if isinstance(node, ir.Conv2d):
+        return int(np.prod(out_shape) * node.weight.shape[1] * node.weight.shape[2] * node.weight.shape[3])
+    return 0
+
+
+def effective_synops(node: ir.Node, inputs: torch.Tensor) -> float:
+    """Operations triggered by non-zero inputs over all timesteps and samples.
+
+    ``inputs`` is time-major (T, B, ...). For a convolution the fan-out of each
+    input depends on the border, so the count is a convolution of the non-zero
+    indicator with a ones kernel.
+    """
+    nz = (inputs != 0).float()
+    if isinstance(node, ir.Linear):
+        return float(nz.sum()) * node.weight.shape[0]
+    if isinstance(node, ir.Conv2d):
+        out_c, in_per_group, kh, kw = node.weight.shape
+        flat = nz.reshape(-1, *nz.shape[2:])
+        ones = torch.ones(node.groups, in_per_group, kh, kw)
+        per_group = F.conv2d(flat, ones, stride=node.stride, padding=node.padding,
+                             dilation=node.dilation, groups=node.groups)
+        return float(per_group.sum()) * (out_c // node.groups)
+    return 0.0
+
+
+def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
+                         out: torch.Tensor | None = None) -> Activity:
+    """Summarize a recorded run (``SpikingNet.run(..., record=True)``) per layer and sample."""
+    from deploy.snn.net import logits as readout
+
+    shapes = graph.shapes()
+    t_steps, batch = values["input"].shape[:2]
+    layers: dict[str, LayerActivity] = {}
+    for node in graph.nodes:
+        la = LayerActivity(node.name, node.kind)
+        y = values.get(node.name)
+        if node.kind in ("lif", "li") and y is not None:
+            la.neurons = int(np.prod(shapes[node.name]))
+            if node.kind == "lif":
+                la.spikes = float(y.sum()) / batch
+                la.spike_rate = la.spikes / (la.neurons * t_steps)
+        if node.kind in ir.SYNAPSE_KINDS:
+            x = values[node.inputs[0]]
+            n_in = int(np.prod(shapes[node.inputs[0]]))
+            la.input_events = float((x != 0).sum()) / batch
+            la.input_rate = la.input_events / (n_in * t_steps)
+            la.binary_input = bool(torch.all((x == 0) | (x.abs() == 1)))
+            la.synops_dense = dense_synops(node, shapes[node.inputs[0]], shapes[node.name]) * t_steps
+            la.synops_effective = effective_synops(node, x) / batch
+        layers[node.name] = la
+    act = Activity(timesteps=int(t_steps), samples=int(batch), layers=layers)
+    if out is not None:
+        act.logits = readout(graph, out)
+        act.predictions = act.logits.argmax(-1)
+    return act
+
+
+def merge(parts: list[Activity]) -> Activity:
+    """Combine activities of several batches into a per-sample average over all of them."""
+    total = sum(p.samples for p in parts)
+    first = parts[0]
+    layers = {}
+    for name, la in first.layers.items():
+        merged = LayerActivity(name, la.kind, neurons=la.neurons,
+                               binary_input=all(p.layers[name].binary_input for p in parts))
+        for key in ("spikes", "spike_rate", "input_events", "input_rate", "synops_dense", "synops_effective"):
+            setattr(merged, key, sum(getattr(p.layers[name], key) * p.samples for p in parts) / total)
+        keys = set().union(*(p.layers[name].extra for p in parts))
+        merged.extra = {k: sum(p.layers[name].extra.get(k, 0.0) * p.samples for p in parts) / total
+                        for k in keys}
+        layers[name] = merged
+    act = Activity(first.timesteps, total, layers)
+    if all(p.predictions is not None for p in parts):
+        act.predictions = torch.cat([p.predictions for p in parts])
+        act.logits = torch.cat([p.logits for p in parts])
+    return act
+
+
+def assumed_activity(graph: ir.Graph, rate: float) -> Activity:
+    """Activity with every spiking layer firing at ``rate`` (no data needed).
+
+    Direct-encoded (analog) inputs count as dense; ``rate=1`` is the worst case.
+    """
+    shapes = graph.shapes()
+    t_steps = graph.timesteps
+    analog_input = graph.encoding == "direct"
+    layers = {}
+    for node in graph.nodes:
+        la = LayerActivity(node.name, node.kind)
+        if node.kind in ("lif", "li"):
+            la.neurons = int(np.prod(shapes[node.name]))
+            if node.kind == "lif":
+                la.spike_rate = rate
+                la.spikes = rate * la.neurons * t_steps
+        if node.kind in ir.SYNAPSE_KINDS:
+            from_input = _fed_by_input(graph, node)
+            in_rate = 1.0 if (from_input and analog_input) else rate
+            la.binary_input = not (from_input and analog_input)
+            n_in = int(np.prod(shapes[node.inputs[0]]))
+            la.input_rate = in_rate
+            la.input_events = in_rate * n_in * t_steps
+            la.synops_dense = dense_synops(node, shapes[node.inputs[0]], shapes[node.name]) * t_steps
+            la.synops_effective = la.synops_dense * in_rate
+        layers[node.name] = la
+    return Activity(timesteps=t_steps, samples=0, layers=layers)
+
+
+def _fed_by_input(graph: ir.Graph, node: ir.Node) -> bool:
+    """True when only stateless reshaping (flatten, pooling) lies between ``node`` and the input."""
+    src = node.inputs[0]
+    while src != "input":
+        prev = graph[src]
+        if prev.kind not in ("flatten", "pool2d"):
+            return False
+        src = prev.inputs[0]
+    return True

@@ -1,0 +1,148 @@
+"""The report (``report.json``, schema ``neurodeploy.report/1``), validated with pydantic.
+
+Units are in the field names. Ratios in ``comparison`` are *compared target ÷
+this target*: a ratio above 1 means this target uses less.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deploy.errors import DeployError
+
+SCHEMA = "neurodeploy.report/1"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelInfo(_Strict):
+    name: str
+    source: str
+    params: int
+    timesteps: int
+    input_shape: list[int]
+    encoding: str = "direct"
+    sha256: str
+    precision: dict[str, Any] = Field(default_factory=dict)
+
+
+class TargetInfo(_Strict):
+    name: str
+    description: str = ""
+    spec_file: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+    spec: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class Accuracy(_Strict):
+    dataset: str
+    samples: int
+    reference: float
+    deployed: float
+
+
+class Totals(_Strict):
+    energy_j: float
+    latency_s: float
+    memory_bytes: float
+    synops: float
+    spikes: float
+    area_mm2: float | None = None
+
+
+class Breakdown(_Strict):
+    energy_j: dict[str, float]
+    latency_s: dict[str, float]
+
+
+class LayerRow(_Strict):
+    name: str
+    kind: str
+    shape: list[int]
+    energy_j: float
+    latency_s: float
+    memory_bytes: float
+    synops: float
+    spike_rate: float
+    energy_breakdown_j: dict[str, float] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict)
+
+
+class Metrics(_Strict):
+    """NeuroBench-style static and workload metrics (per inference)."""
+
+    params: int
+    footprint_bytes: float
+    activation_sparsity: float
+    synops_dense: float
+    synops_effective_macs: float
+    synops_effective_acs: float
+
+
+class Comparison(_Strict):
+    target: str
+    totals: Totals
+    breakdown: Breakdown
+    accuracy_deployed: float | None = None
+    ratios: dict[str, float]
+
+
+class Report(_Strict):
+    schema_: str = Field(SCHEMA, alias="schema")
+    model: ModelInfo
+    target: TargetInfo
+    mode: str = "activity"        # "activity" (simulated spikes) or "assumed-rate"
+    accuracy: Accuracy | None = None
+    totals: Totals
+    breakdown: Breakdown
+    metrics: Metrics
+    layers: list[LayerRow]
+    comparison: Comparison | None = None
+    assumptions: list[str] = Field(default_factory=list)
+    run: dict[str, Any] = Field(default_factory=dict)
+
+    # -- I/O ---------------------------------------------------------------------
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+    @classmethod
+    def from_json(cls, text: str, origin: str = "report") -> Report:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DeployError(f"{origin}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            raise DeployError(f"{origin}: not a {SCHEMA} report")
+        try:
+            return cls.model_validate(doc)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise DeployError(f"{origin}: invalid report at '{loc}': {err['msg']}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Report:
+        path = Path(path)
+        if not path.is_file():
+            raise DeployError(f"{path}: no such file")
+        return cls.from_json(path.read_text(), str(path))
+
+    def save(self, outdir: str | Path, figures: bool = True) -> Path:
+        """Write report.json, report.md, report.html and PNG figures atomically into ``outdir``."""
+        from deploy.report.render import write_all
+
+        return write_all(self, outdir, figures=figures)
+
+    def __str__(self) -> str:
+        from deploy.report.render import text_table
+
+        return text_table(self)

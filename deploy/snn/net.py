@@ -1,0 +1,206 @@
+"""A spiking network module built from (and written back to) a :class:`deploy.ir.Graph`.
+
+Execution is layer-major: each node maps a time-major tensor ``(T, B, ...)`` to
+the next, so stateless layers (linear, conv, pooling) run once on all
+timesteps and only the neurons loop over time. Targets swap modules (e.g. a
+crossbar model in place of ``nn.Linear``) and reuse the same forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploy import ir
+from deploy.snn.encoding import encode
+from deploy.snn.neurons import LI, LIF
+
+
+class SumPool2d(nn.AvgPool2d):
+    """Sum pooling (average times the window size)."""
+
+    def forward(self, x):
+        k = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size,) * 2
+        return super().forward(x) * (k[0] * k[1])
+
+
+class Add(nn.Module):
+    def forward(self, *xs):
+        return torch.stack(xs).sum(0)
+
+
+def _np(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.detach().cpu().numpy().astype(np.float32)
+
+
+def _neuron_value(t: torch.Tensor) -> float | np.ndarray:
+    a = _np(t)
+    return float(a) if a.ndim == 0 else a
+
+
+def module_for(node: ir.Node) -> nn.Module:
+    """The torch module that computes one IR node (per timestep for synapses)."""
+    if isinstance(node, ir.Linear):
+        m = nn.Linear(node.weight.shape[1], node.weight.shape[0], bias=node.bias is not None)
+        m.weight.data = torch.from_numpy(np.array(node.weight, dtype=np.float32))
+        if node.bias is not None:
+            m.bias.data = torch.from_numpy(np.array(node.bias, dtype=np.float32))
+        return m
+    if isinstance(node, ir.Conv2d):
+        w = node.weight
+        m = nn.Conv2d(w.shape[1] * node.groups, w.shape[0], tuple(w.shape[2:]), stride=node.stride,
+                      padding=node.padding, dilation=node.dilation, groups=node.groups,
+                      bias=node.bias is not None)
+        m.weight.data = torch.from_numpy(np.array(w, dtype=np.float32))
+        if node.bias is not None:
+            m.bias.data = torch.from_numpy(np.array(node.bias, dtype=np.float32))
+        return m
+    if isinstance(node, ir.Pool2d):
+        cls = {"avg": nn.AvgPool2d, "sum": SumPool2d, "max": nn.MaxPool2d}[node.mode]
+        return cls(node.kernel_size, node.stride, node.padding)
+    if isinstance(node, ir.Flatten):
+        return nn.Flatten(start_dim=1)
+    if isinstance(node, ir.Add):
+        return Add()
+    if isinstance(node, ir.LIF):
+        return LIF(node.beta, node.threshold, node.reset, node.alpha)
+    if isinstance(node, ir.LI):
+        return LI(node.beta)
+    builder = EXTRA_MODULES.get(node.kind)
+    if builder is None:
+        raise ir.ModelError(f"layer '{node.name}': no simulator for layer type '{node.kind}'")
+    return builder(node)
+
+
+#: kind -> function(node) -> module, for node types added by extensions.
+EXTRA_MODULES: dict[str, Any] = {}
+#: kind -> function(node, module) -> None, writing trained values back into the node.
+EXTRA_WRITEBACK: dict[str, Any] = {}
+#: kinds whose module runs on the whole (T, B, ...) tensor rather than per timestep.
+TIME_AWARE_KINDS: set[str] = {"lif", "li"}
+
+
+class SpikingNet(nn.Module):
+    """Runs a Graph; ``forward(x)`` returns the output node's tensor (T, B, ...)."""
+
+    def __init__(self, graph: ir.Graph):
+        super().__init__()
+        self.graph = graph.copy()
+        self.graph.validate()
+        self.layers = nn.ModuleDict({n.name: module_for(n) for n in self.graph.nodes})
+
+    # -- running -------------------------------------------------------------------
+    @property
+    def timesteps(self) -> int:
+        return self.graph.timesteps
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return encode(x, self.graph.timesteps, self.graph.encoding, generator)
+
+    def run(self, x: torch.Tensor, record: bool = False, generator: torch.Generator | None = None,
+            encoded: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward pass. Returns (output, per-node outputs if ``record``); ``encoded``
+        means ``x`` is already time-major (T, B, ...)."""
+        s = x if encoded else self.encode(x, generator)
+        t_steps, batch = s.shape[:2]
+        values: dict[str, torch.Tensor] = {"input": s}
+        for node in self.graph.nodes:
+            layer = self.layers[node.name]
+            ins = [values[i] for i in node.inputs]
+            if node.kind in TIME_AWARE_KINDS:
+                out = layer(*ins)
+            else:
+                flat = [v.reshape(t_steps * batch, *v.shape[2:]) for v in ins]
+                y = layer(*flat)
+                out = y.reshape(t_steps, batch, *y.shape[1:])
+            values[node.name] = out
+        out = values[self.graph.nodes[-1].name]
+        if not record:
+            values = {}
+        return out, values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)[0]
+
+    def logits(self, out: torch.Tensor) -> torch.Tensor:
+        """Class scores from the output tensor: spike counts, or mean membrane for an LI readout."""
+        return logits(self.graph, out)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        preds = [self.logits(self(x[i:i + batch_size])).argmax(-1) for i in range(0, len(x), batch_size)]
+        return torch.cat(preds)
+
+    # -- back to the IR -------------------------------------------------------------
+    def to_graph(self) -> ir.Graph:
+        """The graph with the module's current (trained) parameters."""
+        g = self.graph.copy()
+        for node in g.nodes:
+            m = self.layers[node.name]
+            if isinstance(node, (ir.Linear, ir.Conv2d)):
+                node.weight = _np(m.weight)
+                node.bias = _np(m.bias)
+            elif isinstance(node, ir.LIF):
+                node.beta, node.threshold = _neuron_value(m.beta.clamp(0, 1)), _neuron_value(m.threshold)
+                node.alpha = _neuron_value(m.alpha)
+            elif isinstance(node, ir.LI):
+                node.beta = _neuron_value(m.beta)
+            elif node.kind in EXTRA_WRITEBACK:
+                EXTRA_WRITEBACK[node.kind](node, m)
+        return g.validate()
+
+
+def logits(graph: ir.Graph, out: torch.Tensor) -> torch.Tensor:
+    """Spike counts over time for a spiking output, mean membrane for an LI readout."""
+    return out.mean(0) if graph.output.kind == "li" else out.sum(0)
+
+
+# -- building fresh networks from a layer spec ------------------------------------------
+def build(spec: dict[str, Any], seed: int = 0) -> SpikingNet:
+    """Build an untrained network from a compact spec (dims inferred), e.g.::
+
+        {"input_shape": [1, 8, 8], "timesteps": 8, "encoding": "direct",
+         "layers": [{"type": "conv2d", "out_channels": 16, "kernel_size": 3, "padding": 1},
+                    {"type": "lif", "beta": 0.9}, {"type": "flatten"},
+                    {"type": "linear", "out_features": 10}, {"type": "lif"}]}
+
+    Layer types: conv2d, linear, pool2d (mode avg|sum|max), flatten, lif, if, li.
+    """
+    torch.manual_seed(seed)
+    shape = tuple(int(s) for s in spec["input_shape"])
+    nodes: list[ir.Node] = []
+    prev = "input"
+    for i, layer in enumerate(spec["layers"]):
+        layer = dict(layer)
+        kind = layer.pop("type")
+        name = layer.pop("name", f"{kind}{i}")
+        inputs = layer.pop("inputs", [prev])
+        if kind == "linear":
+            m = nn.Linear(int(np.prod(shape)), int(layer.pop("out_features")), bias=layer.pop("bias", True))
+            node = ir.Linear(name, inputs, weight=_np(m.weight), bias=_np(m.bias))
+        elif kind == "conv2d":
+            m = nn.Conv2d(shape[0], int(layer.pop("out_channels")), layer.pop("kernel_size"),
+                          stride=layer.pop("stride", 1), padding=layer.pop("padding", 0),
+                          bias=layer.pop("bias", True))
+            node = ir.Conv2d(name, inputs, weight=_np(m.weight), bias=_np(m.bias), stride=m.stride,
+                             padding=m.padding)
+        elif kind == "if":
+            node = ir.LIF(name, inputs, beta=1.0, **layer)
+            layer = {}
+        elif kind in ir.NODE_TYPES:
+            node = ir.NODE_TYPES[kind](name=name, inputs=inputs, **layer)
+            layer = {}
+        else:
+            raise ir.ModelError(f"layer '{name}': unknown layer type {kind!r}")
+        if layer:
+            raise ir.ModelError(f"layer '{name}': unknown options {sorted(layer)}")
+        shape = node.out_shape([shape])
+        nodes.append(node)
+        prev = name
+    graph = ir.Graph(input_shape=tuple(spec["input_shape"]), nodes=nodes,
+                     timesteps=int(spec.get("timesteps", 8)), encoding=spec.get("encoding", "direct"),
+                     name=spec.get("name", "model"))
+    return SpikingNet(graph)

@@ -1,0 +1,159 @@
+"""The target protocol: what a graph needs (check), where it goes (map), what it
+does (simulate) and what it costs (cost).
+
+The Graph says *what*; each target says *how* and *at what price*, as Lava
+splits a process from its process models.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from deploy import ir
+from deploy.errors import TargetError
+from deploy.metrics import Activity, activity_from_record, merge
+from hwmodels.spec import Spec, load_config, load_spec
+
+
+@dataclass
+class Violation:
+    """One resource a layer needs beyond what the target offers."""
+
+    layer: str
+    resource: str
+    need: float
+    limit: float
+
+    def __str__(self) -> str:
+        return f"layer '{self.layer}' needs {self.need:g} {self.resource}, the target allows {self.limit:g}"
+
+
+@dataclass
+class LayerCost:
+    name: str
+    kind: str
+    energy_j: dict[str, float] = field(default_factory=dict)   # by component
+    latency_s: float = 0.0
+    memory_bytes: float = 0.0
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_total_j(self) -> float:
+        return float(sum(self.energy_j.values()))
+
+
+@dataclass
+class Cost:
+    """Per-layer costs plus totals; ``latency_s`` may differ from the layer sum (pipelines)."""
+
+    layers: list[LayerCost]
+    latency_s: float
+    latency_breakdown_s: dict[str, float] = field(default_factory=dict)
+    area_mm2: float | None = None
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def energy_j(self) -> float:
+        return float(sum(lc.energy_total_j for lc in self.layers))
+
+    @property
+    def memory_bytes(self) -> float:
+        return float(sum(lc.memory_bytes for lc in self.layers))
+
+    def energy_breakdown(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for lc in self.layers:
+            for comp, e in lc.energy_j.items():
+                out[comp] = out.get(comp, 0.0) + e
+        return out
+
+
+class Target(ABC):
+    """A hardware target. Subclasses set ``name`` and ``spec_name``."""
+
+    name: str = "target"
+    spec_name: str = ""
+    description: str = ""
+    #: node kinds this target can run; others are reported by :meth:`check`
+    supported_kinds: frozenset[str] = frozenset({"linear", "conv2d", "pool2d", "flatten", "add", "lif", "li"})
+
+    def __init__(self, spec: Spec | None = None, options: dict[str, Any] | None = None):
+        self.spec = spec or load_spec(self.spec_name)
+        self.options = dict(options or {})
+
+    @classmethod
+    def from_config(cls, config: str | None = None) -> Target:
+        if config is None:
+            return cls()
+        cfg = load_config(config)
+        spec = load_spec(cls.spec_name).override(cfg["constants"], cfg["origin"])
+        return cls(spec=spec, options=cfg["options"])
+
+    # -- protocol -----------------------------------------------------------------
+    def check(self, graph: ir.Graph) -> list[Violation]:
+        """Resource violations of ``graph`` on this target (empty when it fits).
+
+        Subclasses extend this with their resource limits; node kinds the target
+        cannot run raise :class:`TargetError` at once (no resource can fix them).
+        """
+        for node in graph.nodes:
+            if node.kind not in self.supported_kinds:
+                raise TargetError(f"layer '{node.name}': layer type '{node.kind}' is not supported "
+                                  f"on target '{self.name}'")
+        return []
+
+    def map(self, graph: ir.Graph) -> Any:
+        """Place the graph; raises TargetError naming the first violation."""
+        violations = self.check(graph)
+        if violations:
+            raise TargetError(str(violations[0]))
+        return graph
+
+    def simulate(self, mapping: Any, x: torch.Tensor, batch_size: int = 128,
+                 generator: torch.Generator | None = None, progress: bool = False) -> Activity:
+        """Run the mapped network on ``x`` (N, ...) and return its activity."""
+        return simulate_float(mapping, x, batch_size, generator, progress)
+
+    @abstractmethod
+    def cost(self, mapping: Any, activity: Activity) -> Cost:
+        """Energy, latency and memory of the mapped network for this activity."""
+
+    def graph_of(self, mapping: Any) -> ir.Graph:
+        """The (possibly transformed) graph a mapping runs."""
+        return mapping if isinstance(mapping, ir.Graph) else mapping.graph
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "spec_file": self.spec.path, "options": self.options,
+                "spec": self.spec.used_constants()}
+
+
+def simulate_module(net: torch.nn.Module, graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
+                    generator: torch.Generator | None = None, progress: bool = False) -> Activity:
+    """Run a SpikingNet-like module (``run(x, record=True)``) over ``x`` in batches."""
+    from tqdm.auto import tqdm
+
+    parts = []
+    batches = range(0, len(x), batch_size)
+    with torch.no_grad():
+        for i in tqdm(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
+            out, values = net.run(x[i:i + batch_size], record=True, generator=generator)
+            parts.append(activity_from_record(graph, values, out))
+            extra = getattr(net, "pop_counters", None)
+            if extra is not None:
+                for name, counters in extra().items():
+                    parts[-1].layers[name].extra.update(counters)
+    if not parts:
+        raise TargetError("no samples to simulate")
+    return merge(parts)
+
+
+def simulate_float(graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
+                   generator: torch.Generator | None = None, progress: bool = False) -> Activity:
+    """The float reference simulation of a graph."""
+    from deploy.snn.net import SpikingNet
+
+    return simulate_module(SpikingNet(graph).eval(), graph, x, batch_size, generator, progress)

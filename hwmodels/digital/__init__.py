@@ -1,0 +1,71 @@
+"""A conventional digital SNN accelerator: the baseline every target is compared against.
+
+Energy per effective synaptic operation = one add (AC, spike input) or one
+multiply-add (MAC, analog input) at the weight precision + reading the weight
+from SRAM; per neuron and timestep one multiply (leak), two adds (input,
+threshold compare) and a state read and write. Latency: ``pe_count`` operations
+per cycle, layers one after another, every timestep.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deploy import ir
+from deploy.metrics import Activity
+from hwmodels.base import Cost, LayerCost, Target
+
+
+class DigitalTarget(Target):
+    name = "digital"
+    spec_name = "digital"
+    description = "conventional digital SNN accelerator (SRAM weights, event-driven accumulate units)"
+
+    def _arith(self, bits: int) -> tuple[float, float]:
+        """(add, multiply) energy in pJ at a precision: int8 figures up to 8 bits, fp32 above."""
+        s = self.spec
+        if bits <= 8:
+            return s["e_add_int8_pj"], s["e_mult_int8_pj"]
+        if bits <= 16:
+            return s["e_add_int32_pj"], s["e_mult_int8_pj"] * 4
+        return s["e_add_fp32_pj"], s["e_mult_fp32_pj"]
+
+    def cost(self, mapping, activity: Activity) -> Cost:
+        graph: ir.Graph = self.graph_of(mapping)
+        s = self.spec
+        shapes, memory = graph.shapes(), graph.memory_bytes()
+        sram = s["e_sram_read_pj_per_bit"]
+        cycle = 1.0 / s["clock_hz"]
+        pes = s["pe_count"]
+        layers, latency = [], 0.0
+        for node in graph.nodes:
+            la = activity.layers[node.name]
+            lc = LayerCost(node.name, node.kind, memory_bytes=memory[node.name])
+            ops = 0.0
+            if node.kind in ir.SYNAPSE_KINDS:
+                bits = node.precision.get("weight", 32)
+                add, mult = self._arith(bits)
+                per_op = add if la.binary_input else add + mult
+                lc.energy_j["synaptic_ops"] = la.synops_effective * per_op * 1e-12
+                lc.energy_j["weight_reads"] = la.synops_effective * bits * sram * 1e-12
+                ops = la.synops_effective
+                lc.resources = {"weight_bits": bits, "op_type": la.op_type}
+            elif node.kind in ("lif", "li"):
+                bits = node.precision.get("membrane", 32)
+                add, mult = self._arith(bits)
+                updates = int(np.prod(shapes[node.name])) * activity.timesteps
+                lc.energy_j["neuron_updates"] = updates * (mult + 2 * add) * 1e-12
+                lc.energy_j["state_access"] = updates * 2 * bits * sram * 1e-12
+                lc.memory_bytes += int(np.prod(shapes[node.name])) * bits / 8
+                ops = updates
+                lc.resources = {"state_bits": bits}
+            lc.latency_s = np.ceil(ops / pes) * cycle if ops else 0.0
+            latency += lc.latency_s
+            layers.append(lc)
+        static = s["leakage_w_per_kb"] * sum(lc.memory_bytes for lc in layers) / 1024 * latency
+        layers[-1].energy_j["leakage"] = static
+        return Cost(layers=layers, latency_s=latency,
+                    latency_breakdown_s={"compute": latency},
+                    assumptions=[f"{pes} accumulate units at {s['clock_hz'] / 1e6:g} MHz, layers in sequence",
+                                 "one SRAM weight read per effective synaptic operation",
+                                 "int8 arithmetic for precisions up to 8 bits, fp32 above 16 bits"])
