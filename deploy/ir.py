@@ -52,7 +52,11 @@ def per_neuron(value: float | np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 @dataclass
 class Node:
-    """A graph node: a name, the names of its inputs, and typed parameters."""
+    """A graph node: a name, the names of its inputs, and typed parameters.
+
+    Precision keys used across the toolchain: "weight", "bias" (synapses);
+    "threshold", "beta", "alpha", "membrane", "current" (neurons).
+    """
 
     kind: ClassVar[str] = "node"
     name: str
@@ -87,6 +91,8 @@ class Linear(Node):
     kind: ClassVar[str] = "linear"
     weight: np.ndarray = None  # type: ignore[assignment]
     bias: np.ndarray | None = None
+    #: set by quantization: weight = integer code * weight_scale, per tensor (1,) or per output (out,)
+    weight_scale: np.ndarray | None = None
 
     def out_shape(self, in_shapes):
         return (int(self.weight.shape[0]),)
@@ -111,6 +117,8 @@ class Conv2d(Node):
     kind: ClassVar[str] = "conv2d"
     weight: np.ndarray = None  # type: ignore[assignment]
     bias: np.ndarray | None = None
+    #: set by quantization: weight = integer code * weight_scale, per tensor (1,) or per output (out,)
+    weight_scale: np.ndarray | None = None
     stride: tuple[int, int] = (1, 1)
     padding: tuple[int, int] = (0, 0)
     dilation: tuple[int, int] = (1, 1)
