@@ -104,7 +104,7 @@ def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
         if node.kind in ("lif", "li") and y is not None:
             la.neurons = int(np.prod(shapes[node.name]))
             if node.kind == "lif":
-                la.spikes = float(y.sum()) / batch
+                la.spikes = float(y.detach().sum()) / batch
                 la.spike_rate = la.spikes / (la.neurons * t_steps)
         if node.kind in ir.SYNAPSE_KINDS:
             x = values[node.inputs[0]]

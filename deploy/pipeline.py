@@ -1,0 +1,225 @@
+"""compile = load -> map -> simulate -> cost -> report.
+
+``compile(model, target=...)`` is the Python form of ``deploy compile``; every
+option of the command is a keyword here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deploy import __version__, data as datasets, ir
+from deploy.errors import DataError, DeployError
+from deploy.metrics import Activity, assumed_activity
+from deploy.report.schema import (Accuracy, Breakdown, Comparison, LayerRow, Metrics, ModelInfo,
+                                  Report, TargetInfo, Totals)
+from hwmodels import get_target
+from hwmodels.base import Cost, Target, simulate_float
+
+ModelLike = str | Path | ir.Graph | torch.nn.Module
+
+
+def resolve_model(model: ModelLike, trust_pickle: bool = False, weights: str | None = None) -> ir.Graph:
+    """A Graph from a path (any supported format), a Graph, or a SpikingNet."""
+    if isinstance(model, ir.Graph):
+        return model.copy().validate()
+    if isinstance(model, torch.nn.Module) and hasattr(model, "to_graph"):
+        return model.to_graph()
+    if isinstance(model, torch.nn.Module):
+        from deploy.io.loader import from_torch
+
+        return from_torch(model)
+    from deploy.io.loader import load_model
+
+    return load_model(str(model), trust_pickle=trust_pickle, weights=weights)
+
+
+def test_data(graph: ir.Graph, data: str | tuple[torch.Tensor, torch.Tensor], samples: int | None = None,
+              seed: int = 0) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """(name, x, y): the test split of a dataset shaped for ``graph``, first ``samples`` of it."""
+    if isinstance(data, tuple):
+        name, (x, y) = "user data", data
+    elif data == "events" or graph.encoding == "events":
+        if data != "events":
+            raise DataError(f"model '{graph.name}' takes event streams; use --data events")
+        classes = int(np.prod(graph.shapes()[graph.output.name]))
+        n = samples or 64
+        x, y = datasets.synthetic_events(n, graph.timesteps, graph.input_shape[-1], classes, seed=seed + 1)
+        name = "events (synthetic, 50% activity)"
+    else:
+        split = datasets.load(data, seed=seed)
+        name, x, y = f"{data} (test split)", split.x_test, split.y_test
+    x = datasets.fit_to_model(x, graph.input_shape, graph.encoding)
+    if samples is not None:
+        if samples < 1:
+            raise DataError(f"--samples must be >= 1, got {samples}")
+        x, y = x[:samples], y[:samples]
+    out_classes = int(np.prod(graph.shapes()[graph.output.name]))
+    if int(y.max()) >= out_classes:
+        raise DataError(f"dataset has {int(y.max()) + 1} classes, model outputs {out_classes}")
+    return name, x, y
+
+
+def _sha256(model: ModelLike, graph: ir.Graph) -> str:
+    if isinstance(model, (str, Path)):
+        path = Path(str(model).split(":")[0]) if not Path(str(model)).exists() else Path(model)
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(graph.to_json().encode()).hexdigest()
+
+
+def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: float, seed: int,
+                batch_size: int, progress: bool) -> tuple[Any, Activity, Cost]:
+    mapping = tgt.map(graph)
+    if x is None:
+        activity = assumed_activity(tgt.graph_of(mapping), rate)
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        activity = tgt.simulate(mapping, x, batch_size=batch_size, generator=gen, progress=progress)
+    return mapping, activity, tgt.cost(mapping, activity)
+
+
+def _accuracy(activity: Activity, y: torch.Tensor) -> float:
+    return float((activity.predictions == y).float().mean())
+
+
+def _totals(cost: Cost, activity: Activity) -> Totals:
+    return Totals(energy_j=cost.energy_j, latency_s=cost.latency_s, memory_bytes=cost.memory_bytes,
+                  synops=activity.total("synops_effective"), spikes=activity.total("spikes"),
+                  area_mm2=cost.area_mm2)
+
+
+def _breakdown(cost: Cost) -> Breakdown:
+    return Breakdown(energy_j=cost.energy_breakdown(), latency_s=dict(cost.latency_breakdown_s))
+
+
+def compile(model: ModelLike, target: str | Target = "digital",
+            data: str | tuple[torch.Tensor, torch.Tensor] | None = "digits", samples: int | None = None,
+            timesteps: int | None = None, config: str | None = None, compare: str | None = None,
+            seed: int = 0, rate: float = 0.1, batch_size: int = 128, progress: bool = False,
+            trust_pickle: bool = False, weights: str | None = None) -> Report:
+    """Map ``model`` onto ``target``, simulate it on ``data`` and report its costs.
+
+    ``data=None`` switches to assumed-rate mode: every spiking layer fires at
+    ``rate`` (1.0 is the worst case) and no accuracy is reported.
+    ``compare`` costs the same model and inputs on a second target and fills
+    ``report.comparison`` (ratios = compared / this).
+    """
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    graph = resolve_model(model, trust_pickle, weights)
+    if timesteps is not None:
+        if timesteps < 1:
+            raise DeployError(f"--timesteps must be >= 1, got {timesteps}")
+        graph.timesteps = int(timesteps)
+        graph.validate()
+    if not 0 <= rate <= 1:
+        raise DeployError(f"--rate must lie in [0, 1], got {rate}")
+    tgt = get_target(target, config) if isinstance(target, str) else target
+
+    x = y = None
+    accuracy = None
+    if data is not None:
+        data_name, x, y = test_data(graph, data, samples, seed)
+    mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress)
+    if x is not None:
+        ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed))
+        accuracy = Accuracy(dataset=data_name, samples=len(x), reference=_accuracy(ref, y),
+                            deployed=_accuracy(activity, y))
+
+    comparison = None
+    if compare:
+        other = get_target(compare, config if _shares_spec(tgt, compare) else None)
+        _, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress)
+        ratios = {"energy": _ratio(o_cost.energy_j, cost.energy_j),
+                  "latency": _ratio(o_cost.latency_s, cost.latency_s),
+                  "memory": _ratio(o_cost.memory_bytes, cost.memory_bytes)}
+        comparison = Comparison(target=other.name, totals=_totals(o_cost, o_act), breakdown=_breakdown(o_cost),
+                                accuracy_deployed=_accuracy(o_act, y) if y is not None else None,
+                                ratios=ratios)
+
+    mode = "activity" if x is not None else "assumed-rate"
+    assumptions = list(cost.assumptions)
+    if x is None:
+        assumptions.insert(0, f"no data: every spiking layer fires at an assumed rate of {rate:g} per step"
+                              + (" (worst case)" if rate == 1 else "")
+                              + ("; analog inputs count as dense" if graph.encoding == "direct" else ""))
+    else:
+        assumptions.insert(0, f"activity-driven: simulated spikes of {len(x)} samples of {data_name}, "
+                              "energies and latencies are per inference")
+    return Report(
+        model=_model_info(model, graph),
+        target=TargetInfo(description=tgt.description, spec_file=tgt.spec.path, **{
+            k: v for k, v in tgt.describe().items() if k in ("name", "options", "spec")}),
+        mode=mode, accuracy=accuracy, totals=_totals(cost, activity), breakdown=_breakdown(cost),
+        metrics=_metrics(graph, activity), layers=_layer_rows(tgt.graph_of(mapping), cost, activity),
+        comparison=comparison, assumptions=assumptions,
+        run={"seed": seed, "samples": len(x) if x is not None else 0, "duration_s": time.perf_counter() - start,
+             "version": __version__, "rate": rate if x is None else None})
+
+
+def _shares_spec(tgt: Target, other: str) -> bool:
+    from hwmodels import target_class
+
+    return getattr(target_class(other), "spec_name", None) == tgt.spec_name
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("inf")
+
+
+def _model_info(model: ModelLike, graph: ir.Graph) -> ModelInfo:
+    source = str(model) if isinstance(model, (str, Path)) else graph.meta.get("source", type(model).__name__)
+    precision = {n.name: dict(n.precision) for n in graph.nodes if n.precision}
+    return ModelInfo(name=graph.name, source=source, params=graph.params(), timesteps=graph.timesteps,
+                     input_shape=list(graph.input_shape), encoding=graph.encoding,
+                     sha256=_sha256(model, graph), precision=precision)
+
+
+def _metrics(graph: ir.Graph, activity: Activity) -> Metrics:
+    syn = [la for la in activity.layers.values() if la.kind in ir.SYNAPSE_KINDS]
+    return Metrics(params=graph.params(), footprint_bytes=float(sum(graph.memory_bytes().values())),
+                   activation_sparsity=activity.sparsity(),
+                   synops_dense=float(sum(la.synops_dense for la in syn)),
+                   synops_effective_macs=float(sum(la.synops_effective for la in syn if not la.binary_input)),
+                   synops_effective_acs=float(sum(la.synops_effective for la in syn if la.binary_input)))
+
+
+def _layer_rows(graph: ir.Graph, cost: Cost, activity: Activity) -> list[LayerRow]:
+    shapes = graph.shapes()
+    rows = []
+    for lc in cost.layers:
+        la = activity.layers.get(lc.name)
+        rows.append(LayerRow(
+            name=lc.name, kind=lc.kind, shape=list(shapes.get(lc.name, ())), energy_j=lc.energy_total_j,
+            latency_s=lc.latency_s, memory_bytes=lc.memory_bytes,
+            synops=la.synops_effective if la else 0.0, spike_rate=la.spike_rate if la else 0.0,
+            energy_breakdown_j=dict(lc.energy_j), resources=_jsonable(lc.resources)))
+    return rows
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def inspect(model: ModelLike, trust_pickle: bool = False, weights: str | None = None) -> dict[str, Any]:
+    """Graph summary without simulating: rows per layer and totals at the stored precision."""
+    graph = resolve_model(model, trust_pickle, weights)
+    rows = graph.summary_rows()
+    return {"name": graph.name, "input_shape": graph.input_shape, "timesteps": graph.timesteps,
+            "encoding": graph.encoding, "layers": rows, "params": graph.params(),
+            "memory_bytes": float(sum(r["memory_bytes"] for r in rows)), "graph": graph}
