@@ -13,7 +13,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -154,19 +153,16 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False, prog_name="deploy")
+        app(args=args, prog_name="deploy")
         return 0
+    except SystemExit as exc:  # usage errors, --help and normal ends come through here
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except DeployError as exc:
         if debug:
             traceback.print_exc()
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err_console.print("aborted", markup=False)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence for users
