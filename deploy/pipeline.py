@@ -170,8 +170,9 @@ def _shares_spec(tgt: Target, other: str) -> bool:
     return getattr(target_class(other), "spec_name", None) == tgt.spec_name
 
 
-def _ratio(a: float, b: float) -> float:
-    return float(a / b) if b else float("inf")
+def _ratio(a: float, b: float) -> float | None:
+    """a / b, or None when b is zero (JSON has no infinity)."""
+    return float(a / b) if b else None
 
 
 def _model_info(model: ModelLike, graph: ir.Graph) -> ModelInfo:

@@ -40,13 +40,22 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Weights only load failed" in str(exc):
+        if "Unsupported global" in str(exc):
             raise ModelError(f"{path}: contains pickled Python objects (code); "
                              "pass --trust-pickle to load it if you trust its source") from None
-        raise ModelError(f"{path}: not a readable checkpoint ({_first_line(exc)})") from None
+        raise ModelError(f"{path}: not a readable checkpoint, truncated or corrupt "
+                         f"(unpickling failed: {_weights_only_reason(exc)})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, io.UnsupportedOperation) as exc:
         raise ModelError(f"{path}: not a readable checkpoint, truncated or corrupt "
                          f"({_first_line(exc)})") from None
+
+
+def _weights_only_reason(exc: BaseException) -> str:
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        return text.split(marker, 1)[1].strip().splitlines()[0][:160]
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -90,7 +90,7 @@ class Comparison(_Strict):
     totals: Totals
     breakdown: Breakdown
     accuracy_deployed: float | None = None
-    ratios: dict[str, float]
+    ratios: dict[str, float | None]
 
 
 class Report(_Strict):

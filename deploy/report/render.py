@@ -1,0 +1,403 @@
+"""Render a :class:`Report` (from its JSON alone) as Markdown, HTML, PNG figures and a Rich table.
+
+``write_all`` writes ``report.json``, ``report.md``, ``report.html`` and the
+figures into a folder atomically; ``render_comparison`` puts several reports
+side by side (``deploy report a.json b.json``). All quantities go through
+:func:`human` (SI prefixes for J, s, W; binary prefixes, 1 KB = 1024 B, for bytes).
+"""
+
+from __future__ import annotations
+
+import base64
+import html as html_lib
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+from deploy import ir
+from deploy.errors import DeployError
+from deploy.io.atomic import atomic_write, staged_dir
+from deploy.report.schema import LayerRow, Report
+
+# -- units ---------------------------------------------------------------------------
+_SI = [(1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"), (1e-15, "f")]
+_SCALES: dict[str, list[tuple[float, str]]] = {
+    "B": [(1024.0**4, "TB"), (1024.0**3, "GB"), (1024.0**2, "MB"), (1024.0, "KB"), (1.0, "B")],
+    "": [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, "")],
+    **{u: [(s, p + u) for s, p in _SI] for u in ("J", "s", "W")},
+}
+
+
+def unit_scale(value: float, unit: str, digits: int = 3) -> tuple[float, str]:
+    """(scale, label) of the largest prefix under which |value|, rounded to ``digits``, is >= 1.
+
+    ``unit_scale(1.5e-9, "J") == (1e-9, "nJ")``; unknown units get (1, unit).
+    """
+    table = _SCALES.get(unit)
+    top = abs(value)
+    if not table or top == 0 or not math.isfinite(top):
+        return 1.0, unit
+    return next(((s, lab) for s, lab in table if float(f"{top / s:.{digits}g}") >= 1), table[-1])
+
+
+def human(value: float | None, unit: str = "", digits: int = 3) -> str:
+    """``value`` in ``unit`` with a readable prefix and ``digits`` significant digits.
+
+    ``human(1.5e-9, "J") == "1.5 nJ"``, ``human(2048, "B") == "2 KB"``, ``human(158414) == "158k"``.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if math.isinf(value):
+        return ("-" if value < 0 else "") + "∞"
+    scale, label = unit_scale(value, unit, digits)
+    scaled = value / scale
+    num = f"{scaled:,.0f}" if abs(scaled) >= 10**digits else f"{scaled:.{digits}g}"
+    return f"{num}{label}" if unit == "" else f"{num} {label}"
+
+
+def ratio(value: float | None) -> str:
+    """A ratio as ``3.2×`` (``∞×`` when the reference is zero, ``n/a`` when undefined)."""
+    return "n/a" if value is None or math.isnan(value) else f"{human(value)}×"
+
+
+def _divide(a: float, b: float) -> float:
+    if b == 0:
+        return float("nan") if a == 0 else float("inf")
+    return a / b
+
+
+def _pct(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "n/a"
+    return "<0.1%" if 0 < x < 0.0005 else f"{100 * x:.1f}%"
+
+
+def _value(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def spiking_layers(report: Report) -> list[LayerRow]:
+    """Layers that emit spikes: spiking neuron kinds, or any layer with a non-zero spike rate."""
+    kinds = {k for k in ir.NEURON_KINDS if k != "li"}
+    return [r for r in report.layers if r.spike_rate > 0 or r.kind in kinds]
+
+
+def _precision(prec: Mapping[str, Any]) -> str:
+    """``{"fc1": {"weight": 4}}`` -> ``fc1 (weight 4 b)``; empty -> float32."""
+    def one(v: Any) -> str:
+        return ", ".join(f"{k} {b} b" for k, b in v.items()) if isinstance(v, Mapping) else str(v)
+    return "; ".join(f"{name} ({one(v)})" for name, v in prec.items()) or "float32"
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "×".join(str(s) for s in shape) or "scalar"
+
+
+# -- a small document model rendered both to Markdown and to HTML ---------------------
+@dataclass
+class _Doc:
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def add(self, kind: str, *payload: Any) -> None:
+        self.blocks.append((kind, payload))
+
+
+def _layer_rows(report: Report) -> list[list[str]]:
+    spiking = {r.name for r in spiking_layers(report)}
+    return [[r.name, r.kind, _shape(r.shape), human(r.energy_j, "J"), human(r.latency_s, "s"),
+             human(r.memory_bytes, "B"), human(r.synops), f"{r.spike_rate:.3g}" if r.name in spiking else "-"]
+            for r in report.layers]
+
+
+LAYER_HEADERS = ["layer", "kind", "shape", "energy", "latency", "memory", "synops", "spike rate"]
+
+
+def _breakdown_rows(values: Mapping[str, float], unit: str) -> list[list[str]]:
+    total = sum(values.values())
+    return [[k.replace("_", " "), human(v, unit), _pct(_divide(v, total)) if total else "n/a"]
+            for k, v in sorted(values.items(), key=lambda kv: -kv[1])]
+
+
+def _document(report: Report, figures: Sequence[str]) -> _Doc:
+    doc, m, t = _Doc(), report.model, report.target
+    doc.add("h1", f"{m.name} on {t.name}")
+    doc.add("kv", [("model", f"{m.name} ({m.source})"), ("parameters", f"{m.params:,}"),
+                   ("input", f"{_shape(m.input_shape)}, {m.encoding} encoding, T = {m.timesteps}"),
+                   ("precision", _precision(m.precision)),
+                   ("sha256", m.sha256[:16] + "…"), ("target", f"{t.name}: {t.description}".rstrip(": ")),
+                   ("spec file", t.spec_file or "n/a"),
+                   ("options", ", ".join(f"{k}={v}" for k, v in t.options.items()) or "defaults"),
+                   ("mode", report.mode)])
+    if report.accuracy:
+        a = report.accuracy
+        doc.add("h2", "Accuracy")
+        doc.add("kv", [("dataset", f"{a.dataset}, {a.samples} samples"), ("reference (float)", _pct(a.reference)),
+                       ("deployed", _pct(a.deployed)),
+                       ("change", f"{100 * (a.deployed - a.reference):+.1f} points")])
+    tot = report.totals
+    doc.add("h2", "Totals (per inference)")
+    doc.add("table", ["energy", "latency", "memory", "synops", "spikes", "area"],
+            [[human(tot.energy_j, "J"), human(tot.latency_s, "s"), human(tot.memory_bytes, "B"),
+              human(tot.synops), human(tot.spikes),
+              "n/a" if tot.area_mm2 is None else f"{human(tot.area_mm2)} mm²"]], "r" * 6)
+    mt = report.metrics
+    doc.add("h2", "NeuroBench metrics")
+    doc.add("kv", [("parameters", f"{mt.params:,}"), ("footprint", human(mt.footprint_bytes, "B")),
+                   ("activation sparsity", f"{mt.activation_sparsity:.3f}"),
+                   ("synaptic ops, dense", human(mt.synops_dense)),
+                   ("synaptic ops, effective MACs", human(mt.synops_effective_macs)),
+                   ("synaptic ops, effective ACs", human(mt.synops_effective_acs))])
+    doc.add("h2", "Layers")
+    doc.add("table", LAYER_HEADERS, _layer_rows(report), "lll" + "r" * 5)
+    with_res = [r for r in report.layers if r.resources]
+    if with_res:
+        doc.add("h3", "Resources per layer")
+        doc.add("list", [f"{r.name}: " + ", ".join(f"{k}={v}" for k, v in r.resources.items()) for r in with_res])
+    doc.add("h2", "Energy breakdown")
+    doc.add("table", ["component", "energy", "share"], _breakdown_rows(report.breakdown.energy_j, "J"))
+    doc.add("h2", "Latency breakdown")
+    doc.add("table", ["component", "latency", "share"], _breakdown_rows(report.breakdown.latency_s, "s"))
+    if report.comparison:
+        _comparison_section(doc, report)
+    if figures:
+        doc.add("h2", "Figures")
+        for name in figures:
+            doc.add("img", name, name.removesuffix(".png").replace("_", " "))
+    doc.add("h2", "Spec constants used")
+    doc.add("table", ["constant", "value", "unit", "source"],
+            [[k, _value(c.get("value")), str(c.get("unit", "")), str(c.get("source", ""))]
+             for k, c in t.spec.items()], "lrll")
+    doc.add("h2", "Assumptions")
+    doc.add("list", list(report.assumptions) or ["none stated"])
+    if report.run:
+        doc.add("h2", "Run")
+        doc.add("kv", [(k, _value(v)) for k, v in report.run.items() if v is not None])
+    return doc
+
+
+def _comparison_section(doc: _Doc, report: Report) -> None:
+    c, me, other = report.comparison, report.target.name, report.comparison.target
+    doc.add("h2", f"Comparison with {other}")
+    doc.add("p", f"Ratios are {other} ÷ {me}: above 1 means {me} uses less.")
+    rows = []
+    for key, unit, what in (("energy_j", "J", "energy"), ("latency_s", "s", "latency"),
+                            ("memory_bytes", "B", "memory"), ("synops", "", "synops"), ("spikes", "", "spikes")):
+        mine, theirs = getattr(report.totals, key), getattr(c.totals, key)
+        r = c.ratios.get(what, _divide(theirs, mine))
+        rows.append([what, human(mine, unit), human(theirs, unit), ratio(r)])
+    if report.totals.area_mm2 is not None or c.totals.area_mm2 is not None:
+        a, b = report.totals.area_mm2, c.totals.area_mm2
+        rows.append(["area", f"{human(a)} mm²", f"{human(b)} mm²",
+                     ratio(c.ratios.get("area", _divide(b, a)) if a is not None and b is not None else None)])
+    if report.accuracy is not None or c.accuracy_deployed is not None:
+        rows.append(["accuracy (deployed)", _pct(report.accuracy.deployed if report.accuracy else None),
+                     _pct(c.accuracy_deployed), ""])
+    doc.add("table", ["", me, other, f"{other} ÷ {me}"], rows)
+    for key, unit, what in (("energy_j", "J", "Energy"), ("latency_s", "s", "Latency")):
+        mine, theirs = getattr(report.breakdown, key), getattr(c.breakdown, key)
+        comps = list(dict.fromkeys([*mine, *theirs]))
+        doc.add("h3", f"{what} by component")
+        doc.add("table", ["component", me, other],
+                [[k.replace("_", " "), human(mine.get(k, 0.0), unit), human(theirs.get(k, 0.0), unit)]
+                 for k in comps])
+
+
+# -- Markdown ------------------------------------------------------------------------
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "") -> str:
+    """``align`` has one letter per column, l or r (default: first column left, the rest right)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    lines = ["| " + " | ".join(_md_cell(h) for h in headers) + " |",
+             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _to_markdown(doc: _Doc) -> str:
+    out = []
+    for kind, p in doc.blocks:
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + p[0])
+        elif kind == "p":
+            out.append(p[0])
+        elif kind == "kv":
+            out.append("\n".join(f"- **{k}**: {v}" for k, v in p[0]))
+        elif kind == "list":
+            out.append("\n".join(f"- {item}" for item in p[0]))
+        elif kind == "table":
+            out.append(_md_table(*p))
+        elif kind == "img":
+            out.append(f"![{p[1]}]({p[0]})")
+    return "\n\n".join(out) + "\n"
+
+
+def markdown(report: Report, figures: Sequence[str] = ()) -> str:
+    """The report as Markdown; ``figures`` are PNG file names to link (relative to the .md)."""
+    return _to_markdown(_document(report, figures))
+
+
+# -- HTML ----------------------------------------------------------------------------
+_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}h1{border-bottom:2px solid #ddd;padding-bottom:.2em}
+h2{margin-top:1.6em;border-bottom:1px solid #eee}table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}
+.l{text-align:left}table.kv td{text-align:left}table.kv td:first-child{font-weight:600}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}ul{padding-left:1.3em}"""
+
+
+def _h(text: Any) -> str:
+    return html_lib.escape(str(text))
+
+
+def _to_html(doc: _Doc, title: str, images: Mapping[str, bytes]) -> str:
+    parts = []
+    for kind, p in doc.blocks:
+        if kind in ("h1", "h2", "h3"):
+            parts.append(f"<{kind}>{_h(p[0])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{_h(p[0])}</p>")
+        elif kind == "kv":
+            rows = "".join(f"<tr><td>{_h(k)}</td><td>{_h(v)}</td></tr>" for k, v in p[0])
+            parts.append(f'<table class="kv">{rows}</table>')
+        elif kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{_h(i)}</li>" for i in p[0]) + "</ul>")
+        elif kind == "table":
+            align = p[2] if len(p) > 2 else "l" + "r" * (len(p[0]) - 1)
+            cls = ['' if a == "r" else ' class="l"' for a in align]
+            head = "".join(f"<th{a}>{_h(c)}</th>" for c, a in zip(p[0], cls, strict=True))
+            body = "".join("<tr>" + "".join(f"<td{a}>{_h(c)}</td>" for c, a in zip(row, cls, strict=True))
+                           + "</tr>" for row in p[1])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif kind == "img" and p[0] in images:
+            data = base64.b64encode(images[p[0]]).decode("ascii")
+            parts.append(f'<figure><img alt="{_h(p[1])}" src="data:image/png;base64,{data}"></figure>')
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_h(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(parts) + "\n</body></html>\n")
+
+
+def html(report: Report, figures: Mapping[str, bytes] | None = None) -> str:
+    """A self-contained HTML page: inline CSS, figures embedded as base64 PNG, no external assets.
+
+    ``figures`` maps PNG names to bytes; ``None`` renders them now, ``{}`` leaves them out.
+    """
+    if figures is None:
+        figures = figure_pngs(report)
+    return _to_html(_document(report, list(figures)), f"{report.model.name} on {report.target.name}", figures)
+
+
+# -- figures and files ----------------------------------------------------------------
+def figure_pngs(report: Report) -> dict[str, bytes]:
+    """The report's figures as ``{file name: PNG bytes}``."""
+    from deploy.report import figures as figs
+
+    out = {"energy_latency.png": figs.png_bytes(figs.layer_energy_latency(report)),
+           "spike_rates.png": figs.png_bytes(figs.spike_rates(report))}
+    comp = figs.comparison_breakdown(report)
+    if comp is not None:
+        out["comparison.png"] = figs.png_bytes(comp)
+    return out
+
+
+def write_all(report: Report, outdir: str | Path, figures: bool = True) -> Path:
+    """Write report.json, report.md, report.html (and the PNGs) into ``outdir``; all or nothing."""
+    outdir = Path(outdir)
+    with staged_dir(outdir) as stage:
+        (stage / "report.json").write_text(report.to_json(), encoding="utf-8")
+        pngs = figure_pngs(report) if figures else {}
+        for name, data in pngs.items():
+            (stage / name).write_bytes(data)
+        (stage / "report.md").write_text(markdown(report, list(pngs)), encoding="utf-8")
+        (stage / "report.html").write_text(html(report, pngs), encoding="utf-8")
+    return outdir
+
+
+# -- Rich summary ----------------------------------------------------------------------
+def _summary(report: Report) -> Group:
+    table = Table(title=f"{report.model.name} on {report.target.name} ({report.mode})", title_style="bold")
+    for col in LAYER_HEADERS:
+        table.add_column(col, justify="left" if col in ("layer", "kind", "shape") else "right")
+    for row in _layer_rows(report):
+        table.add_row(*row)
+    tot = report.totals
+    table.add_section()
+    table.add_row("total", "", "", human(tot.energy_j, "J"), human(tot.latency_s, "s"),
+                  human(tot.memory_bytes, "B"), human(tot.synops), "", style="bold")
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    if report.accuracy:
+        a = report.accuracy
+        grid.add_row("accuracy", f"{_pct(a.deployed)} deployed, {_pct(a.reference)} float reference "
+                                 f"({a.samples} samples of {a.dataset})")
+    grid.add_row("energy", human(tot.energy_j, "J") + " per inference")
+    grid.add_row("latency", human(tot.latency_s, "s") + " per inference")
+    grid.add_row("memory", human(tot.memory_bytes, "B"))
+    grid.add_row("synops", f"{human(tot.synops)} effective, {human(report.metrics.synops_dense)} dense")
+    grid.add_row("spikes", f"{human(tot.spikes)} (activation sparsity {report.metrics.activation_sparsity:.3f})")
+    if tot.area_mm2 is not None:
+        grid.add_row("area", f"{human(tot.area_mm2)} mm²")
+    if report.comparison:
+        c = report.comparison
+        grid.add_row(f"vs {c.target}", ", ".join(f"{k} {ratio(v)}" for k, v in c.ratios.items())
+                     + f"  ({c.target} ÷ {report.target.name})")
+    return Group(table, Panel(grid, title="totals", expand=False))
+
+
+def print_summary(report: Report, console: Console | None = None) -> None:
+    """Print the per-layer table and a totals panel (torchinfo / Keras style)."""
+    (console or Console()).print(_summary(report))
+
+
+def text_table(report: Report, width: int = 120) -> str:
+    """The Rich summary as plain text (no color codes)."""
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, no_color=True, color_system=None, force_terminal=False,
+                      highlight=False, emoji=False)
+    print_summary(report, console)
+    return buf.getvalue()
+
+
+# -- several reports ---------------------------------------------------------------------
+def render_comparison(reports: Sequence[Report], outdir: Path | None = None) -> str:
+    """Markdown table of several reports side by side, ratios vs the first (each ÷ first).
+
+    With ``outdir`` the totals figure is written there as ``compare_reports.png`` and linked.
+    """
+    if not reports:
+        raise DeployError("no reports to compare")
+    from deploy.report.figures import report_labels
+
+    labels = report_labels(reports)
+    rows = [["model", *(r.model.name for r in reports)], ["target", *(r.target.name for r in reports)],
+            ["mode", *(r.mode for r in reports)]]
+    for key, unit, what in (("energy_j", "J", "energy"), ("latency_s", "s", "latency"),
+                            ("memory_bytes", "B", "memory"), ("synops", "", "synops"), ("spikes", "", "spikes")):
+        vals = [getattr(r.totals, key) for r in reports]
+        rows.append([what, *(human(v, unit) for v in vals)])
+        rows.append([f"{what} ÷ first", *(ratio(_divide(v, vals[0])) for v in vals)])
+    acc = [r.accuracy.deployed if r.accuracy else None for r in reports]
+    rows.append(["accuracy (deployed)", *(_pct(a) for a in acc)])
+    rows.append(["accuracy − first", *("n/a" if a is None or acc[0] is None else f"{100 * (a - acc[0]):+.1f} points"
+                                       for a in acc)])
+    rows.append(["dataset", *(f"{r.accuracy.dataset}, {r.accuracy.samples}" if r.accuracy else "none"
+                              for r in reports)])
+    text = (f"# Comparison of {len(reports)} reports\n\nRatios are each report ÷ the first ({labels[0]}): "
+            f"above 1 means {labels[0]} uses less.\n\n" + _md_table(["", *labels], rows) + "\n")
+    if outdir is not None:
+        from deploy.report.figures import compare_reports, png_bytes
+
+        data = png_bytes(compare_reports(reports))
+        atomic_write(Path(outdir) / "compare_reports.png", lambda p: p.write_bytes(data))
+        text += "\n![totals side by side](compare_reports.png)\n"
+    return text
