@@ -260,6 +260,19 @@ def register_node(cls: type[Node]) -> type[Node]:
     return cls
 
 
+#: node kinds defined by extension modules, imported on first use when a graph is loaded
+NODE_PLUGINS: dict[str, str] = {"timescale": "deploy.bntt"}
+
+
+def node_type(kind: str) -> type[Node] | None:
+    """The node class of ``kind``, importing its extension module if needed."""
+    if kind not in NODE_TYPES and kind in NODE_PLUGINS:
+        import importlib
+
+        importlib.import_module(NODE_PLUGINS[kind])
+    return NODE_TYPES.get(kind)
+
+
 @dataclass
 class Graph:
     """A spiking network: input description plus nodes in topological order."""
@@ -376,7 +389,7 @@ class Graph:
             if not isinstance(entry, dict) or "type" not in entry:
                 raise ModelError(f"layer #{i}: entry has no 'type'")
             name = str(entry.get("name", f"{entry['type']}{i}"))
-            node_cls = NODE_TYPES.get(entry["type"])
+            node_cls = node_type(entry["type"])
             if node_cls is None:
                 raise ModelError(f"layer '{name}': unknown layer type {entry['type']!r} "
                                  f"(known: {', '.join(sorted(NODE_TYPES))})")

@@ -173,11 +173,15 @@ def build(spec: dict[str, Any], seed: int = 0) -> SpikingNet:
     shape = tuple(int(s) for s in spec["input_shape"])
     nodes: list[ir.Node] = []
     prev = "input"
+    shapes = {"input": shape}
     for i, layer in enumerate(spec["layers"]):
         layer = dict(layer)
         kind = layer.pop("type")
         name = layer.pop("name", f"{kind}{i}")
         inputs = layer.pop("inputs", [prev])
+        if inputs and inputs[0] not in shapes:
+            raise ir.ModelError(f"layer '{name}': unknown input {inputs[0]!r}")
+        shape = shapes[inputs[0]] if inputs else shape
         if kind == "linear":
             m = nn.Linear(int(np.prod(shape)), int(layer.pop("out_features")), bias=layer.pop("bias", True))
             node = ir.Linear(name, inputs, weight=_np(m.weight), bias=_np(m.bias))
@@ -190,14 +194,15 @@ def build(spec: dict[str, Any], seed: int = 0) -> SpikingNet:
         elif kind == "if":
             node = ir.LIF(name, inputs, beta=1.0, **layer)
             layer = {}
-        elif kind in ir.NODE_TYPES:
-            node = ir.NODE_TYPES[kind](name=name, inputs=inputs, **layer)
+        elif ir.node_type(kind) is not None:
+            node = ir.node_type(kind)(name=name, inputs=inputs, **layer)
             layer = {}
         else:
             raise ir.ModelError(f"layer '{name}': unknown layer type {kind!r}")
         if layer:
             raise ir.ModelError(f"layer '{name}': unknown options {sorted(layer)}")
         shape = node.out_shape([shape])
+        shapes[name] = shape
         nodes.append(node)
         prev = name
     graph = ir.Graph(input_shape=tuple(spec["input_shape"]), nodes=nodes,

@@ -62,8 +62,9 @@ class DigitalTarget(Target):
             lc.latency_s = np.ceil(ops / pes) * cycle if ops else 0.0
             latency += lc.latency_s
             layers.append(lc)
-        static = s["leakage_w_per_kb"] * sum(lc.memory_bytes for lc in layers) / 1024 * latency
-        layers[-1].energy_j["leakage"] = static
+        for lc in layers:  # SRAM retention leakage of each layer's memory over the whole inference
+            if lc.memory_bytes:
+                lc.energy_j["leakage"] = s["leakage_w_per_kb"] * lc.memory_bytes / 1024 * latency
         return Cost(layers=layers, latency_s=latency,
                     latency_breakdown_s={"compute": latency},
                     assumptions=[f"{pes} accumulate units at {s['clock_hz'] / 1e6:g} MHz, layers in sequence",
