@@ -135,6 +135,42 @@ def inspect_cmd(model: ModelArg, trust_pickle: TrustOpt = False, weights: Weight
     console.print(table)
 
 
+EXPORT_FORMATS = ("nir", "onnx", "netx", "native")
+
+
+@app.command("export")
+def export_cmd(
+    model: ModelArg,
+    to: Annotated[str, typer.Option("--format", "-f", help="nir | onnx | netx (Lava-dl HDF5) | native")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output file")],
+    trust_pickle: TrustOpt = False,
+    weights: WeightsOpt = None,
+) -> None:
+    """Write MODEL as NIR, ONNX (synaptic layers), Lava-dl netx HDF5 or a native checkpoint."""
+    from deploy.pipeline import resolve_model
+
+    if to not in EXPORT_FORMATS:
+        raise DeployError(f"unknown export format {to!r} (choose from {', '.join(EXPORT_FORMATS)})")
+    graph = resolve_model(model, trust_pickle, weights)
+    if to == "nir":
+        from deploy.io.nir_io import write_nir
+
+        write_nir(graph, out)
+    elif to == "onnx":
+        from deploy.io.onnx_export import export_onnx
+
+        export_onnx(graph, out)
+    elif to == "netx":
+        from hwmodels.loihi.netx import export_netx
+
+        export_netx(graph, out)
+    else:
+        from deploy.io import native
+
+        native.save(graph, out)
+    console.print(f"{to} model written to [bold]{out}[/bold]")
+
+
 def _load_plugins() -> None:
     for name in PLUGINS:
         try:

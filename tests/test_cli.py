@@ -150,3 +150,39 @@ def test_console_script_exit_code(tmp_path):
     bad.write_bytes(b"garbage")
     proc = subprocess.run([sys.executable, "-m", "deploy.cli", "inspect", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+
+
+def test_a_nir_graph_built_with_the_nir_api_compiles(tmp_path, capsys):
+    import nir
+
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(0, 0.4, (32, 64)).astype(np.float32), rng.normal(0, 0.4, (10, 32)).astype(np.float32)
+    lif = lambda n: nir.LIF(tau=np.full(n, 10.0), r=np.full(n, 10.0), v_leak=np.zeros(n),  # noqa: E731
+                            v_threshold=np.ones(n), v_reset=np.zeros(n))
+    g = nir.NIRGraph(nodes={"input": nir.Input({"input": np.array([64])}),
+                            "fc1": nir.Affine(w1, np.zeros(32, np.float32)), "lif1": lif(32),
+                            "fc2": nir.Affine(w2, np.zeros(10, np.float32)), "lif2": lif(10),
+                            "output": nir.Output({"output": np.array([10])})},
+                     edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
+                            ("lif2", "output")])
+    path = tmp_path / "net.nir"
+    nir.write(path, g)
+    code, stdout, err = run(["compile", path, "--samples", "30", "-o", tmp_path / "rep", "--no-figures"], capsys)
+    assert code == 0, err
+    rep = Report.load(tmp_path / "rep" / "report.json")
+    assert [r.kind for r in rep.layers] == ["linear", "lif", "linear", "lif"]
+    assert rep.metrics.params == 64 * 32 + 32 + 32 * 10 + 10
+    assert rep.totals.spikes > 0
+
+
+def test_export_round_trips_through_nir(shipped_path, tmp_path, capsys):
+    code, _, err = run(["export", shipped_path, "--format", "nir", "-o", tmp_path / "m.nir"], capsys)
+    assert code == 0, err
+    from deploy.io.loader import load_model
+    from deploy.snn.net import SpikingNet
+
+    x = torch.rand(4, 1, 8, 8)
+    a, b = SpikingNet(native.load(shipped_path)), SpikingNet(load_model(tmp_path / "m.nir"))
+    torch.testing.assert_close(a(x), b(x))
+    code, _, err = run(["export", shipped_path, "--format", "tflite", "-o", tmp_path / "m.x"], capsys)
+    assert code == 2 and "unknown export format 'tflite'" in err
