@@ -14,11 +14,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy import __version__, data as datasets, ir
+from deploy import __version__, ir
+from deploy import data as datasets
 from deploy.errors import DataError, DeployError
 from deploy.metrics import Activity, assumed_activity
-from deploy.report.schema import (Accuracy, Breakdown, Comparison, LayerRow, Metrics, ModelInfo,
-                                  Report, TargetInfo, Totals)
+from deploy.report.schema import (
+    Accuracy,
+    Breakdown,
+    Comparison,
+    LayerRow,
+    Metrics,
+    ModelInfo,
+    Report,
+    TargetInfo,
+    Totals,
+)
 from hwmodels import get_target
 from hwmodels.base import Cost, Target, simulate_float
 
