@@ -1,0 +1,71 @@
+"""``deploy convert``: an ANN checkpoint in, a native SNN checkpoint out (see :mod:`deploy.convert`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploy.errors import DeployError
+
+DATASETS = ("digits", "mnist")
+
+
+def convert_cmd(
+    model: Annotated[str, typer.Argument(help="ANN: a neurodeploy-ann .pt, or a pickled nn.Module with --trust-pickle")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="SNN checkpoint to write")],
+    method: Annotated[str, typer.Option(help="threshold-balance | clip")] = "threshold-balance",
+    timesteps: Annotated[int, typer.Option("--timesteps", "-T", help="timesteps of the SNN")] = 32,
+    data: Annotated[str | None, typer.Option(help="calibration and test data: digits | mnist")] = None,
+    percentile: Annotated[float, typer.Option(help="activation percentile for thresholds (100 = max)")] = 99.9,
+    samples: Annotated[int, typer.Option(help="calibration samples from the training split")] = 2000,
+    readout: Annotated[str, typer.Option(help="li (mean output current) | if (spike counts)")] = "li",
+    no_shift: Annotated[bool, typer.Option("--no-shift", help="no theta/(2T) bias shift")] = False,
+    seed: Annotated[int, typer.Option(help="data split seed")] = 0,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a pickled nn.Module (runs code)")] = False,
+) -> None:
+    """Convert a ReLU ANN into an IF spiking network and write a native checkpoint."""
+    from rich.console import Console
+
+    from deploy import ann as annlib
+    from deploy import data as datasets
+    from deploy.convert import convert
+    from deploy.io import native
+    from deploy.snn.net import SpikingNet
+    from deploy.snn.train import evaluate
+
+    if data is not None and data not in DATASETS:
+        raise DeployError(f"--data must be one of {', '.join(DATASETS)}, got {data!r}")
+    if samples < 1:
+        raise DeployError(f"--samples must be >= 1, got {samples}")
+    if method == "threshold-balance" and data is None:
+        raise DeployError("method 'threshold-balance' needs calibration data: pass --data digits|mnist "
+                          "(or use --method clip with a TCL-trained ANN)")
+    net = annlib.load(model, trust_pickle=trust_pickle)
+    split = datasets.load(data, seed=seed) if data else None
+    graph = convert(net, method=method, timesteps=timesteps, data=split, percentile=percentile, samples=samples,
+                    shift=not no_shift, readout=readout, name=Path(out).stem, seed=seed)
+    meta = {"source": str(model), "converted_with": "deploy convert"}
+    console = Console()
+    if split is not None:
+        shape = graph.input_shape
+        meta["ann_accuracy"] = annlib.evaluate(_shaped(net, shape), split.x_test, split.y_test)
+        meta["test_accuracy"] = evaluate(SpikingNet(graph), split.x_test, split.y_test)
+        meta["dataset"] = data
+        console.print(f"{data} test split: ANN {meta['ann_accuracy']:.4f}, SNN (T={timesteps}) "
+                      f"{meta['test_accuracy']:.4f}")
+    native.save(graph, out, meta=meta)
+    console.print(f"converted ({method}) -> [bold]{out}[/bold]")
+
+
+def _shaped(net, shape):
+    """Give a module without ``input_shape`` the converted graph's input shape for evaluation."""
+    if getattr(net, "input_shape", None) is None:
+        net.input_shape = tuple(shape)
+    return net
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deploy convert`` to the CLI."""
+    app.command("convert")(convert_cmd)
