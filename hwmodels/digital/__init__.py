@@ -3,7 +3,8 @@
 Energy per effective synaptic operation = one add (AC, spike input) or one
 multiply-add (MAC, analog input) at the weight precision + reading the weight
 from SRAM; per neuron and timestep one multiply (leak), two adds (input,
-threshold compare) and a state read and write. Latency: ``pe_count`` operations
+threshold compare) and a state read and write; a per-timestep affine (folded
+BatchNorm through time) is one multiply-add per value. Latency: ``pe_count`` operations
 per cycle, layers one after another, every timestep.
 """
 
@@ -20,6 +21,7 @@ class DigitalTarget(Target):
     name = "digital"
     spec_name = "digital"
     description = "conventional digital SNN accelerator (SRAM weights, event-driven accumulate units)"
+    supported_kinds = Target.supported_kinds | {"timescale"}
 
     def _arith(self, bits: int) -> tuple[float, float]:
         """(add, multiply) energy in pJ at a precision: int8 figures up to 8 bits, fp32 above."""
@@ -59,6 +61,10 @@ class DigitalTarget(Target):
                 lc.memory_bytes += int(np.prod(shapes[node.name])) * bits / 8
                 ops = updates
                 lc.resources = {"state_bits": bits}
+            elif node.kind == "timescale":  # per-timestep affine (folded BNTT): one multiply-add per value
+                add, mult = self._arith(32)
+                ops = int(np.prod(shapes[node.name])) * activity.timesteps
+                lc.energy_j["scaling"] = ops * (mult + add) * 1e-12
             lc.latency_s = np.ceil(ops / pes) * cycle if ops else 0.0
             latency += lc.latency_s
             layers.append(lc)
