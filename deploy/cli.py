@@ -26,7 +26,7 @@ err_console = Console(stderr=True)
 _state = {"debug": False}
 
 #: modules that add commands with ``register(app)``, loaded when present
-PLUGINS = ("quant.cli", "hwmodels.imc.cli", "deploy.distill.cli", "deploy.convert_cli")
+PLUGINS = ("quant.cli", "hwmodels.imc.cli", "hwmodels.loihi.cli", "deploy.distill.cli", "deploy.convert_cli")
 
 ModelArg = Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory")]
 TrustOpt = Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules (runs code)")]
@@ -135,22 +135,23 @@ def inspect_cmd(model: ModelArg, trust_pickle: TrustOpt = False, weights: Weight
     console.print(table)
 
 
-EXPORT_FORMATS = ("nir", "onnx", "netx", "native")
+EXPORT_FORMATS = ("nir", "onnx", "native")
 
 
 @app.command("export")
 def export_cmd(
     model: ModelArg,
-    to: Annotated[str, typer.Option("--format", "-f", help="nir | onnx | netx (Lava-dl HDF5) | native")],
+    to: Annotated[str, typer.Option("--format", "-f", help="nir | onnx (synaptic layers) | native")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output file")],
     trust_pickle: TrustOpt = False,
     weights: WeightsOpt = None,
 ) -> None:
-    """Write MODEL as NIR, ONNX (synaptic layers), Lava-dl netx HDF5 or a native checkpoint."""
+    """Write MODEL as NIR, ONNX (synaptic layers) or a native checkpoint (Lava-dl netx: `deploy netx`)."""
     from deploy.pipeline import resolve_model
 
     if to not in EXPORT_FORMATS:
-        raise DeployError(f"unknown export format {to!r} (choose from {', '.join(EXPORT_FORMATS)})")
+        hint = "; for Lava-dl netx use `deploy netx`" if to == "netx" else ""
+        raise DeployError(f"unknown export format {to!r} (choose from {', '.join(EXPORT_FORMATS)}){hint}")
     graph = resolve_model(model, trust_pickle, weights)
     if to == "nir":
         from deploy.io.nir_io import write_nir
@@ -160,10 +161,6 @@ def export_cmd(
         from deploy.io.onnx_export import export_onnx
 
         export_onnx(graph, out)
-    elif to == "netx":
-        from hwmodels.loihi.netx import export_netx
-
-        export_netx(graph, out)
     else:
         from deploy.io import native
 

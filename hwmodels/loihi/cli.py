@@ -1,0 +1,43 @@
+"""``deploy netx``: map a model onto Loihi and write it in lava-dl's netx HDF5 layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploy.errors import DeployError
+
+
+def netx_cmd(
+    model: Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="netx file to write (.net)")],
+    target: Annotated[str, typer.Option("--target", "-t", help="loihi | loihi2")] = "loihi",
+    config: Annotated[str | None, typer.Option(help="YAML with spec constants / target options")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickled modules (runs code)")] = False,
+    weights: Annotated[str | None, typer.Option(help="state_dict for a file.py:factory model")] = None,
+) -> None:
+    """Map MODEL to Loihi fixed point (netx-compatible: dense weight exponent 0, bias exponent 6) and
+    write it as a netx .net file."""
+    from rich.console import Console
+
+    from deploy.pipeline import resolve_model
+    from hwmodels import get_target
+    from hwmodels.loihi import netx
+
+    if target not in ("loihi", "loihi2"):
+        raise DeployError(f"--target must be loihi or loihi2, got {target!r}")
+    graph = resolve_model(model, trust_pickle=trust_pickle, weights=weights)
+    tgt = get_target(target, config)
+    tgt.options.update(netx=True, bias_exp=6)
+    mapping = tgt.map(graph)
+    netx.export(mapping.network, out)
+    errors = ", ".join(f"{c.name} {c.error.get('weight', 0):.3f}" for c in mapping.network.connections)
+    Console().print(f"{len(mapping.network.populations)} layers on {mapping.placement.cores} core(s) -> "
+                    f"[bold]{out}[/bold] (relative weight error: {errors})")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deploy netx`` to the CLI."""
+    app.command("netx")(netx_cmd)

@@ -1,0 +1,207 @@
+"""Core partitioning: populations split into contiguous neuron blocks, one block per core.
+
+Per core the limits are compartments (neurons), synaptic memory (nonzero
+incoming synapses x weight bits, dense synapse format), input axons (distinct
+source neurons with a synapse on the core) and output axons (one per
+destination core of every neuron on the core). For each population the
+largest block size that meets the first three is found by bisection; blocks
+are then halved while the output axons overflow. Cores are numbered in
+population order and placed chip by chip on a mesh of tiles (``cores_per_tile``
+cores share a router); a core's position gives the east-west and north-south
+hops of every spike message. A population that cannot be placed even one
+neuron per core, or a network that needs more cores than ``chips`` chips
+offer, yields a :class:`~hwmodels.base.Violation` naming the layer and the limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hwmodels.base import Violation
+from hwmodels.loihi.network import INPUT, Connection, LoihiNetwork
+
+
+@dataclass
+class Limits:
+    cores_per_chip: int
+    cores_per_tile: int
+    mesh_x: int
+    mesh_y: int
+    compartments: int
+    syn_bytes: int
+    in_axons: int
+    out_axons: int
+    chips: int
+
+
+@dataclass
+class Placement:
+    """Where every neuron lives and what one spike of each source costs in messages and hops."""
+
+    core_of: dict[str, np.ndarray]            # population -> core id per neuron (torch flat order)
+    per_core: list[dict]                       # population, neurons, syn_bytes, in_axons, out_axons
+    coords: np.ndarray                         # (cores, 2) mesh position (x east-west, y north-south)
+    chips: int
+    tiles: int
+    fanout: dict[str, np.ndarray] = field(default_factory=dict)   # conn_key -> nonzero synapses per source neuron
+    synapses: dict[str, int] = field(default_factory=dict)        # conn_key -> nonzero synapses
+    messages: dict[str, np.ndarray] = field(default_factory=dict)  # source -> messages per spike, per neuron
+    hops_ew: dict[str, np.ndarray] = field(default_factory=dict)
+    hops_ns: dict[str, np.ndarray] = field(default_factory=dict)
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def cores(self) -> int:
+        return len(self.per_core)
+
+
+def synapse_pairs(net: LoihiNetwork, conn: Connection) -> tuple[np.ndarray, np.ndarray]:
+    """(source index, target index) of every nonzero synapse, torch flat order."""
+    w = conn.effective_weight()
+    if conn.kind == "dense":
+        dst, src = np.nonzero(w)
+        return src.astype(np.int64), dst.astype(np.int64)
+    c_in, h, wd = net.shape_of(conn.source)
+    out_c, in_g, kh, kw = w.shape
+    idx = torch.arange(1, c_in * h * wd + 1, dtype=torch.float64).reshape(1, c_in, h, wd)
+    srcs, dsts = [], []
+    per_group = out_c // conn.groups
+    for g in range(conn.groups):
+        cols = F.unfold(idx[:, g * in_g:(g + 1) * in_g], (kh, kw), dilation=conn.dilation,
+                        padding=conn.padding, stride=conn.stride)[0].to(torch.int64).numpy()  # (in_g*kh*kw, L)
+        mask = w[g * per_group:(g + 1) * per_group].reshape(per_group, -1) != 0
+        o, k = np.nonzero(mask)
+        src = cols[k]                                               # (nnz, L)
+        n_pos = cols.shape[1]
+        dst = ((o + g * per_group)[:, None] * n_pos + np.arange(n_pos)[None, :])
+        keep = src > 0
+        srcs.append(src[keep] - 1)
+        dsts.append(dst[keep])
+    return np.concatenate(srcs), np.concatenate(dsts)
+
+
+def place(net: LoihiNetwork, lim: Limits) -> Placement:
+    """Partition and place ``net``; violations are collected, not raised."""
+    pairs = {conn_key(c): synapse_pairs(net, c) for c in net.connections}
+    offsets, off = {INPUT: 0}, int(np.prod(net.input_shape))
+    for p in net.populations:
+        offsets[p.name] = off
+        off += p.size
+    violations: list[Violation] = []
+    block = {p.name: _block_size(net, p.name, pairs, offsets, lim, violations) for p in net.populations}
+    for _ in range(32):
+        placement = _assign(net, block, pairs, lim)
+        bad = [(pc["population"], pc["out_axons"]) for pc in placement.per_core if pc["out_axons"] > lim.out_axons]
+        if not bad:
+            break
+        name, need = bad[0]
+        if block[name] == 1:
+            violations.append(Violation(name, "output axons per core", need, lim.out_axons))
+            break
+        block[name] = max(1, block[name] // 2)
+    allowed = lim.cores_per_chip * lim.chips
+    if placement.cores > allowed:
+        first = next(p.name for p in net.populations if placement.core_of[p.name].max() >= allowed)
+        violations.append(Violation(first, f"cores in total ({lim.chips} chip(s) of {lim.cores_per_chip})",
+                                    placement.cores, allowed))
+    placement.violations = violations
+    return placement
+
+
+def conn_key(c: Connection) -> str:
+    """Unique key of a connection: owner node and target population."""
+    return c.name + "->" + c.target
+
+
+def _block_size(net: LoihiNetwork, name: str, pairs: dict, offsets: dict, lim: Limits,
+                violations: list[Violation]) -> int:
+    """Largest contiguous block of neurons of ``name`` that one core can hold."""
+    size = net.population(name).size
+    bits = np.zeros(size)
+    srcs, dsts = [], []
+    for c in net.incoming(name):
+        src, dst = pairs[conn_key(c)]
+        bits += np.bincount(dst, minlength=size) * c.num_weight_bits
+        srcs.append(src + offsets[c.source])
+        dsts.append(dst)
+    src, dst = np.concatenate(srcs), np.concatenate(dsts)
+
+    def usage(k: int) -> tuple[float, int]:
+        chunk = np.arange(size) // k
+        mem = np.bincount(chunk, weights=bits).max() / 8
+        if len(src) == 0:
+            return mem, 0
+        uniq = np.unique((dst // k) * (src.max() + 1) + src)
+        axons = np.bincount(uniq // (src.max() + 1)).max()
+        return mem, int(axons)
+
+    mem1, ax1 = usage(1)
+    if mem1 > lim.syn_bytes:
+        violations.append(Violation(name, "bytes of synaptic memory per core (one neuron)", mem1, lim.syn_bytes))
+        return 1
+    if ax1 > lim.in_axons:
+        violations.append(Violation(name, "input axons per core (one neuron)", ax1, lim.in_axons))
+        return 1
+    lo, hi = 1, min(size, lim.compartments)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        mem, ax = usage(mid)
+        if mem <= lim.syn_bytes and ax <= lim.in_axons:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _assign(net: LoihiNetwork, block: dict[str, int], pairs: dict, lim: Limits) -> Placement:
+    core_of, per_core, next_core = {}, [], 0
+    for p in net.populations:
+        chunk = np.arange(p.size) // block[p.name]
+        core_of[p.name] = next_core + chunk
+        for j in range(int(chunk.max()) + 1):
+            per_core.append({"population": p.name, "neurons": int((chunk == j).sum()), "syn_bytes": 0.0,
+                             "in_axons": 0, "out_axons": 0})
+        next_core += int(chunk.max()) + 1
+    coords = _coords(next_core, lim)
+    pl = Placement(core_of=core_of, per_core=per_core, coords=coords,
+                   chips=int(np.ceil(next_core / lim.cores_per_chip)),
+                   tiles=int(np.ceil(next_core / lim.cores_per_tile)))
+    syn_bytes, in_axons, out_axons = np.zeros(next_core), np.zeros(next_core, np.int64), np.zeros(next_core, np.int64)
+    dest: dict[str, list[np.ndarray]] = {}
+    for c in net.connections:
+        src, dst = pairs[conn_key(c)]
+        n_src = int(np.prod(net.shape_of(c.source)))
+        pl.fanout[conn_key(c)] = np.bincount(src, minlength=n_src).astype(np.float64)
+        pl.synapses[conn_key(c)] = int(len(src))
+        dcore = core_of[c.target][dst]
+        syn_bytes += np.bincount(dcore, minlength=next_core) * c.num_weight_bits / 8
+        dest.setdefault(c.source, []).append(np.stack([src, dcore]))
+    for source, lists in dest.items():
+        n_src = int(np.prod(net.shape_of(source)))
+        sd = np.unique(np.concatenate(lists, axis=1), axis=1)          # distinct (source neuron, core)
+        in_axons += np.bincount(sd[1], minlength=next_core)             # one axon per source neuron and core
+        pl.messages[source] = np.bincount(sd[0], minlength=n_src).astype(np.float64)
+        if source == INPUT:   # injected by the host next to its cores: no mesh hops counted
+            pl.hops_ew[source] = pl.hops_ns[source] = np.zeros(n_src)
+            continue
+        home = coords[core_of[source][sd[0]]]
+        d = np.abs(coords[sd[1]] - home)
+        pl.hops_ew[source] = np.bincount(sd[0], weights=d[:, 0], minlength=n_src)
+        pl.hops_ns[source] = np.bincount(sd[0], weights=d[:, 1], minlength=n_src)
+        out_axons += np.bincount(core_of[source][sd[0]], minlength=next_core)
+    for i, pc in enumerate(per_core):
+        pc.update(syn_bytes=float(syn_bytes[i]), in_axons=int(in_axons[i]), out_axons=int(out_axons[i]))
+    return pl
+
+
+def _coords(n_cores: int, lim: Limits) -> np.ndarray:
+    c = np.arange(n_cores)
+    chip, local = c // lim.cores_per_chip, c % lim.cores_per_chip
+    tile = local // lim.cores_per_tile
+    x = tile % lim.mesh_x + chip * lim.mesh_x     # chips side by side, east-west
+    y = (tile // lim.mesh_x) % lim.mesh_y
+    return np.stack([x, y], axis=1)

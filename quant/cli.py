@@ -1,0 +1,146 @@
+"""``deploy quantize``: the precision search from the command line (a thin wrapper over
+:func:`quant.search.search`). Outputs appear in OUTDIR only when everything succeeded."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from deploy.errors import DataError
+from quant.quantizers import ROUNDING, QuantError
+
+SCHEME_CHOICES = {"ptq": ("ptq",), "qat": ("qat",), "both": ("ptq", "qat")}
+
+
+def parse_bits(text: str, option: str) -> list[int]:
+    """``"2..16"``, ``"2,4,8"`` or ``"4"`` (mixable: ``"2..4,8"``) as a list of bit widths."""
+    out: list[int] = []
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        m = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)", part)
+        if m:
+            lo, hi = int(m.group(1)), int(m.group(2))
+            out.extend(range(lo, hi + 1))
+        elif re.fullmatch(r"-?\d+", part):
+            out.append(int(part))
+        else:
+            raise QuantError(f"{option}: cannot read {part!r} (use e.g. 2..16 or 2,4,8)")
+    if not out:
+        raise QuantError(f"empty search space: {option} {text!r} holds no bit widths")
+    return out
+
+
+def parse_rounding(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(ROUNDING)
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    if not modes:
+        raise QuantError("empty search space: --rounding names no rounding mode")
+    for m in modes:
+        if m not in ROUNDING:
+            raise QuantError(f"--rounding: unknown mode {m!r} (choose from all, {', '.join(ROUNDING)})")
+    return modes
+
+
+def load_split(name: str, graph, seed: int):
+    """The dataset a search evaluates on, shaped to the model where it is synthetic."""
+    from deploy import data as datasets
+
+    if name == "none":
+        raise DataError(f"model '{graph.name}': no data to evaluate the quantized model on "
+                        "(use --data digits|mnist|events)")
+    if name == "events":
+        import math
+
+        classes = math.prod(graph.shapes()[graph.output.name])
+        return datasets.events(timesteps=graph.timesteps, size=graph.input_shape[-1], classes=classes, seed=seed)
+    return datasets.load(name, seed=seed)
+
+
+def _kb(b: float) -> str:
+    return f"{b / 1024:.2f} KB"
+
+
+def quantize_cmd(
+    model: Annotated[str, typer.Argument(help="model: native .pt, NIR, or file.py:factory")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
+    data: Annotated[str, typer.Option(help="digits | mnist | events: data to evaluate on")] = "digits",
+    max_acc_drop: Annotated[float, typer.Option(help="accuracy tolerance in points below float")] = 1.0,
+    max_memory: Annotated[float | None, typer.Option(help="memory budget in KB (best accuracy within it)")] = None,
+    weights: Annotated[str, typer.Option(help="weight bit widths, e.g. 2..16 or 2,4,8")] = "2..16",
+    neuron: Annotated[str, typer.Option(help="neuron (membrane/threshold) bit widths")] = "4..24",
+    rounding: Annotated[str, typer.Option(help="all | comma list of " + ", ".join(ROUNDING))] = "all",
+    scheme: Annotated[str, typer.Option(help="ptq | qat | both")] = "both",
+    per_layer: Annotated[bool, typer.Option("--per-layer", help="refine bit widths layer by layer")] = False,
+    granularity: Annotated[str, typer.Option(help="weight scales per 'channel' or per 'tensor'")] = "channel",
+    target: Annotated[str | None, typer.Option(help="also cost energy per inference on this target")] = None,
+    objective: Annotated[str | None, typer.Option(help="memory | accuracy | energy (default from options)")] = None,
+    samples: Annotated[int | None, typer.Option(help="test samples to evaluate (default: all)")] = None,
+    qat_epochs: Annotated[int, typer.Option(help="fine-tuning epochs per QAT configuration")] = 3,
+    onnx: Annotated[bool, typer.Option("--onnx", help="also export the chosen synapses to ONNX (QCDQ)")] = False,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickled modules (runs code)")] = False,
+    state_dict: Annotated[str | None, typer.Option(help="state_dict for a file.py:factory model")] = None,
+) -> None:
+    """Search weight/neuron precision, rounding and scheme; write search.json, model.pt, pareto.png."""
+    from rich.console import Console
+
+    from deploy.pipeline import resolve_model
+    from quant.search import search
+
+    if scheme not in SCHEME_CHOICES:
+        raise QuantError(f"--scheme must be ptq, qat or both, got {scheme!r}")
+    if granularity not in ("channel", "tensor"):
+        raise QuantError(f"--granularity must be channel or tensor, got {granularity!r}")
+    ws, ns, modes = parse_bits(weights, "--weights"), parse_bits(neuron, "--neuron"), parse_rounding(rounding)
+    graph = resolve_model(model, trust_pickle=trust_pickle, weights=state_dict)
+    split = load_split(data, graph, seed)
+    console, err = Console(), Console(stderr=True)
+    result = search(graph, split, max_acc_drop=max_acc_drop,
+                    max_memory=None if max_memory is None else max_memory * 1024, weight_bits=ws,
+                    neuron_bits=ns, rounding=modes, schemes=SCHEME_CHOICES[scheme], per_layer=per_layer,
+                    per_channel=granularity == "channel", target=target, objective=objective, samples=samples,
+                    qat_epochs=qat_epochs, seed=seed, progress=sys.stderr.isatty())
+    doc = result.save(out, onnx=onnx, seed=seed)
+    for w in result.warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
+    print_summary(result, console)
+    console.print(f"search written to [bold]{out}[/bold] (search.json, model.pt, pareto.png"
+                  f"{', onnx/' if 'onnx' in doc else ''})")
+
+
+def print_summary(result, console=None) -> None:
+    """The baseline, the chosen configuration and the Pareto front as a Rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    b, c, sv = result.baseline, result.chosen, result.savings()
+    table = Table(title=f"{result.model} on {result.dataset} ({result.samples} test samples)")
+    for col in ("", "configuration", "accuracy", "memory", "params", "energy"):
+        table.add_column(col, justify="left" if col in ("", "configuration") else "right")
+
+    def energy(e):
+        return "n/a" if e is None else f"{e * 1e9:.3g} nJ"
+
+    table.add_row("float32", "32-bit weights and neurons", f"{100 * b['accuracy']:.2f} %", _kb(b["memory_bytes"]),
+                  _kb(b["param_bytes"]), energy(b["energy_j"]))
+    table.add_row("chosen", c.config.label() + (f" {c.config.layer_bits}" if c.config.layer_bits else ""),
+                  f"{100 * c.accuracy:.2f} %", _kb(c.memory_bytes), _kb(c.param_bytes), energy(c.energy_j))
+    front = [result.evaluated[i] for i in result.front]
+    for p in front:
+        table.add_row("front", p.config.label(), f"{100 * p.accuracy:.2f} %", _kb(p.memory_bytes),
+                      _kb(p.param_bytes), energy(p.energy_j))
+    console.print(table)
+    console.print(f"memory {sv['memory']:.2f}x smaller than float32 (parameters {sv['params']:.2f}x), "
+                  f"accuracy {-sv['accuracy_drop_points']:+.2f} points; {len(result.evaluated)} configurations "
+                  f"evaluated, {result.skipped} skipped as dominated, of {result.space['size']} "
+                  f"network-level ones, in {result.seconds:.1f} s", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deploy quantize`` to the CLI."""
+    app.command("quantize")(quantize_cmd)

@@ -1,0 +1,81 @@
+"""What a quantized graph costs and how well it does: memory, accuracy, energy on a target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from deploy import ir
+from deploy.metrics import activity_from_record, merge
+
+
+def memory(graph: ir.Graph) -> dict[str, float]:
+    """Bytes at the stored precision: parameters (``Graph.memory_bytes``) plus neuron state.
+
+    State is one membrane register per neuron (``precision["membrane"]`` bits,
+    32 when absent) and a synaptic-current register where ``alpha != 0``.
+    """
+    params = float(sum(graph.memory_bytes().values()))
+    shapes = graph.shapes()
+    bits = 0.0
+    for n in graph.nodes:
+        if n.kind not in ir.NEURON_KINDS:
+            continue
+        size = int(np.prod(shapes[n.name]))
+        bits += size * n.precision.get("membrane", 32)
+        if isinstance(n, ir.LIF) and np.any(np.asarray(n.alpha) != 0):
+            bits += size * n.precision.get("current", 32)
+    return {"param_bytes": params, "state_bytes": bits / 8, "memory_bytes": params + bits / 8}
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    memory: dict[str, float]
+    energy_j: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, **self.memory, "energy_j": self.energy_j}
+
+
+def _own_simulator(target) -> bool:
+    from hwmodels.base import Target
+
+    return type(target).simulate is not Target.simulate
+
+
+@torch.no_grad()
+def evaluate(graph: ir.Graph, x: torch.Tensor, y: torch.Tensor, target=None, batch_size: int = 256,
+             seed: int = 0) -> Evaluation:
+    """Accuracy of the bit-true network (fixed-point neurons) on (x, y), memory, and energy per
+    inference on ``target`` (a :class:`hwmodels.base.Target`) when given.
+
+    Targets with a simulator of their own simulate the graph themselves; otherwise
+    the fixed-point run's activity is costed.
+    """
+    from deploy.data import fit_to_model
+    from quant.neurons import quantized_net
+
+    x = fit_to_model(x, graph.input_shape, graph.encoding)
+    net = quantized_net(graph).eval()
+    record = target is not None and not _own_simulator(target)
+    correct, parts = 0, []
+    gen = torch.Generator().manual_seed(seed)
+    for i in range(0, len(x), batch_size):
+        out, values = net.run(x[i:i + batch_size], record=record, generator=gen)
+        correct += int((net.logits(out).argmax(-1) == y[i:i + batch_size]).sum())
+        if record:
+            parts.append(activity_from_record(net.graph, values, out))
+    energy = None
+    if target is not None:
+        mapping = target.map(graph)
+        if record:
+            activity = merge(parts)
+        else:
+            activity = target.simulate(mapping, x, batch_size=batch_size,
+                                       generator=torch.Generator().manual_seed(seed))
+        energy = float(target.cost(mapping, activity).energy_j)
+    return Evaluation(correct / max(len(x), 1), memory(graph), energy)
