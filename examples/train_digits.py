@@ -2,11 +2,13 @@
 
     python examples/train_digits.py                  # spiking CNN -> examples/models/digits_snn.pt
     python examples/train_digits.py --arch mlp -o examples/models/digits_mlp.pt
+    python examples/train_digits.py --reset zero -o examples/models/digits_snn_zero.pt   # for Loihi
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import torch
 
@@ -39,11 +41,17 @@ def main() -> None:
     ap.add_argument("--arch", choices=sorted(ARCHS), default="cnn")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reset", choices=("subtract", "zero"), default="subtract",
+                    help="neuron reset; 'zero' is what Loihi's LIF does")
     ap.add_argument("-o", "--out", default="examples/models/digits_snn.pt")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     split = data.load("digits")
-    net = build(ARCHS[args.arch], seed=args.seed)
+    spec = json.loads(json.dumps(ARCHS[args.arch]))
+    for layer in spec["layers"]:
+        if layer["type"] == "lif":
+            layer["reset"] = args.reset
+    net = build(spec, seed=args.seed)
     history = fit(net, split, epochs=args.epochs, seed=args.seed)
     acc = evaluate(net, split.x_test, split.y_test)
     graph = net.to_graph()
