@@ -1,0 +1,82 @@
+"""``deploy distill``: train a student SNN from a teacher checkpoint (a thin wrapper over
+:func:`deploy.distill.distill`). The output is a native SNN checkpoint, written atomically."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from deploy.errors import DeployError
+
+DATA_CHOICES = ("digits", "mnist")
+
+
+def distill_cmd(
+    teacher: Annotated[Path, typer.Argument(help="teacher checkpoint (neurodeploy-ann or native SNN)")],
+    student: Annotated[Path, typer.Option("--student", help="student spec YAML (deploy.snn.net.build format)")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="output native SNN checkpoint")],
+    method: Annotated[str, typer.Option(help="kd | hetero-kd | ta | hint")] = "kd",
+    data: Annotated[str, typer.Option(help="digits | mnist")] = "digits",
+    epochs: Annotated[int, typer.Option(help="training epochs (per stage for ta)")] = 10,
+    temperature: Annotated[float, typer.Option(help="teacher (soft-target) temperature")] = 2.0,
+    student_temperature: Annotated[float | None, typer.Option(
+        help="temperature dividing the student logits (default: --temperature; 1 for hetero-kd)")] = None,
+    alpha: Annotated[float, typer.Option(help="weight of the soft-target loss vs cross-entropy")] = 0.5,
+    spike_reg: Annotated[float, typer.Option(help="weight of the hidden-layer firing-rate penalty")] = 0.0,
+    assistant: Annotated[Path | None, typer.Option(
+        help="assistant spec YAML for --method ta (default: the student twice as wide)")] = None,
+    hetero: Annotated[str, typer.Option(help="hetero-kd teacher temperatures per 'class' or 'sample'")] = "class",
+    learn_temperature: Annotated[bool, typer.Option(
+        "--learn-temperature/--fixed-temperature", help="hetero-kd: learn the teacher temperatures")] = True,
+    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 2e-3,
+    batch_size: Annotated[int, typer.Option(help="training batch size")] = 64,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (small SNNs train fastest on one)")] = 1,
+    progress: Annotated[bool | None, typer.Option(
+        "--progress/--no-progress", help="progress bars (default: when stderr is a terminal)")] = None,
+) -> None:
+    """Distill TEACHER into the student spec and write a native SNN checkpoint."""
+    from deploy import data as datasets
+    from deploy.distill.distill import distill, load_student_spec, measure
+    from deploy.distill.teachers import load_teacher
+    from deploy.io import native
+
+    if data not in DATA_CHOICES:
+        raise DeployError(f"unknown dataset {data!r} for distill (choose from {', '.join(DATA_CHOICES)})")
+    if out.suffix != ".pt":
+        raise DeployError(f"output {out} must be a .pt file (a native SNN checkpoint)")
+    if threads < 1:
+        raise DeployError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    show = sys.stderr.isatty() if progress is None else progress
+    spec = load_student_spec(student)
+    assistant_spec = load_student_spec(assistant) if assistant is not None else None
+    t = load_teacher(teacher)
+    split = datasets.load(data, seed=0)
+    start = time.perf_counter()
+    net, history = distill(t, spec, split, method=method, epochs=epochs, temperature=temperature,
+                           alpha=alpha, spike_reg=spike_reg, assistant_spec=assistant_spec, seed=seed,
+                           progress=show, lr=lr, batch_size=batch_size,
+                           student_temperature=student_temperature, hetero=hetero,
+                           learn_temperature=learn_temperature)
+    seconds = time.perf_counter() - start
+    result = measure(net, split.x_test, split.y_test)
+    graph = net.to_graph()
+    meta = {"dataset": data, "test_accuracy": result["accuracy"], "spikes_per_inference": result["spikes"],
+            "distilled_from": str(teacher), "teacher_kind": t.kind, "method": method, "epochs": epochs,
+            "temperature": temperature, "student_temperature": student_temperature, "alpha": alpha,
+            "spike_reg": spike_reg, "seed": seed, "train_seconds": round(seconds, 1),
+            "student_spec": str(student), "history": [{k: v for k, v in rec.items()} for rec in history]}
+    native.save(graph, out, meta=meta)
+    print(f"{graph.name}: test accuracy {result['accuracy']:.4f}, {result['spikes']:.1f} spikes per "
+          f"inference ({method}, {epochs} epochs, {seconds:.0f} s) -> {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deploy distill`` to the CLI."""
+    app.command("distill")(distill_cmd)
