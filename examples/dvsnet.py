@@ -1,0 +1,31 @@
+"""The DVSNet-like network of the ADC-less IMC study, ready for ``deploy compile``.
+
+    deploy compile examples/dvsnet.py:model --target imc --compare imc-adc --data events --samples 16 -o out/dvsnet
+
+``model()`` builds the built-in ``dvsnet`` architecture (64x64x2 event frames,
+eleven 3x3 convolutions of 32 channels, 128 -> 11 classifier, T = 5) with seeded
+random weights, and sets every LIF threshold so that the layer fires at about
+15% on synthetic event streams of 50% input activity. The weights are untrained:
+the network serves cost studies (energy, latency, memory, area and the
+imc-adc / imc ratios), not accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from deploy import data
+from deploy.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.snn.net import SpikingNet, build
+
+TIMESTEPS = 5
+ENCODING = "events"
+
+
+def model(timesteps: int = TIMESTEPS, rate: float = 0.15, seed: int = 0) -> SpikingNet:
+    """DVSNet with random weights and thresholds balanced to fire at ``rate``."""
+    torch.manual_seed(seed)
+    net = build(dvsnet(timesteps=timesteps), seed=seed)
+    x, _ = data.synthetic_events(4, timesteps, 64, 11, activity=0.5, seed=seed + 1)
+    balance_thresholds(net, x, rate=rate)
+    return net

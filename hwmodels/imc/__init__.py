@@ -1,0 +1,101 @@
+"""RRAM crossbar in-memory computing: ADC-less (``imc``) and N-bit ADC (``imc-adc``) targets.
+
+``ImcTarget``: one 1-bit sense amplifier per column (Apolinario et al.; Saxena
+et al., DATE'22). ``ImcAdcTarget``: the high-precision baseline, an N-bit flash
+ADC (default 5) shared by M columns (default 8). Both share ``specs/imc.yaml``
+and the options of :mod:`hwmodels.imc.config`; ``hwmodels.imc.finetune``
+retrains a model with the target's partial-sum quantization.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from deploy import ir
+from deploy.metrics import Activity
+from hwmodels.base import Cost, Target, Violation, simulate_module
+from hwmodels.imc.config import ImcConfig, parse_options
+from hwmodels.imc.cost import CostModel
+from hwmodels.imc.crossbar import CrossbarNet
+from hwmodels.imc.mapping import ImcMapping, check_graph, map_graph
+from hwmodels.imc.nonideal import off_units
+from hwmodels.spec import Spec
+
+SPEC_KEYS = ("feature_size_m", "cell_size_f", "r_on_ohm", "r_off_ohm", "v_read_v", "t_read_pulse_s",
+             "c_wire_f_per_m", "vdd_v", "clock_hz", "max_bits_per_cell", "max_adc_bits", "sa_power_per_level_w",
+             "sa_power_per_siemens", "sa_latency_s", "flash_latency_s", "comparator_area_um2", "e_encoder_sa_j",
+             "e_encoder_flash5_j", "e_shift_add_sa_j", "e_shift_add_adc5_j", "e_input_shift_add_j",
+             "e_switch_row_j", "lif_area_um2", "lif_latency_s", "lif_power_dynamic_w", "lif_power_leak_w",
+             "e_buffer_bit_j", "buffer_bus_bits", "e_add_j", "e_mult_j")
+
+
+class ImcTarget(Target):
+    """ADC-less crossbar: each column's partial sum binarized by a 1-bit sense amplifier."""
+
+    name = "imc"
+    spec_name = "imc"
+    description = "RRAM crossbar IMC, ADC-less: one 1-bit sense amplifier per column (65 nm, NeuroSim figures)"
+    supported_kinds = frozenset({"linear", "conv2d", "pool2d", "flatten", "add", "lif", "li", "timescale"})
+    adc = False
+
+    def __init__(self, spec: Spec | None = None, options: dict[str, Any] | None = None):
+        super().__init__(spec, options)
+        self.spec.require(SPEC_KEYS)
+        self.config: ImcConfig = parse_options(self.options, self.spec, self.adc)
+
+    @property
+    def off_units(self) -> float:
+        return off_units(self.spec["r_on_ohm"], self.spec["r_off_ohm"], self.config.levels_per_cell)
+
+    def check(self, graph: ir.Graph) -> list[Violation]:
+        super().check(graph)
+        return check_graph(graph, self.config)
+
+    def map(self, graph: ir.Graph) -> ImcMapping:
+        super().map(graph)
+        return map_graph(graph, self.config, self.adc)
+
+    def network(self, mapping: ImcMapping, floor: bool = False) -> CrossbarNet:
+        """The functional simulator of a mapping (a SpikingNet with crossbar synapses); ``floor``:
+        the same tiled partial sums without conversion (ideal ADC, the speed floor)."""
+        return CrossbarNet(mapping, self.off_units, mode="floor" if floor else "sim").eval()
+
+    def simulate(self, mapping: ImcMapping, x: torch.Tensor, batch_size: int = 128,
+                 generator: torch.Generator | None = None, progress: bool = False) -> Activity:
+        net = self.network(mapping)
+        if self.config.calibrate:
+            steps = net.calibrate(x[:batch_size])
+            for name, vals in steps.items():
+                mapping.layers[name].steps[:] = vals
+            if not any("calibrated" in n for n in mapping.notes):
+                mapping.notes.append(f"conversion steps (SA references) calibrated on the first {min(batch_size, len(x))} "
+                                     "simulated samples (MSE-optimal per column group, no labels)")
+        return simulate_module(net, mapping.graph, x, batch_size, generator, progress)
+
+    def cost(self, mapping: ImcMapping, activity: Activity) -> Cost:
+        return CostModel(mapping, self.spec).cost(activity)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d["options"] = {**self.config.to_dict(), **{"user": self.options}}
+        return d
+
+
+class ImcAdcTarget(ImcTarget):
+    """Baseline crossbar: N-bit flash ADC (default 5) shared by M columns (default 8)."""
+
+    name = "imc-adc"
+    description = "RRAM crossbar IMC with N-bit flash ADCs shared by M columns (default 5 bits, 8 columns)"
+    adc = True
+
+
+def finetune(*args, **kwargs):
+    """See :func:`hwmodels.imc.finetune.finetune`."""
+    from hwmodels.imc.finetune import finetune as _finetune
+
+    return _finetune(*args, **kwargs)
+
+
+__all__ = ["ImcTarget", "ImcAdcTarget", "ImcMapping", "finetune"]

@@ -1,0 +1,79 @@
+"""``deploy finetune``: hardware-aware retraining for the IMC targets (a CLI plug-in)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from deploy.errors import DataError, DeployError
+
+DATASETS = ("digits", "mnist")
+
+
+def finetune_cmd(
+    model: Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="retrained native checkpoint (.pt)")],
+    target: Annotated[str, typer.Option("--target", "-t", help="imc (1-bit SA) or imc-adc")] = "imc",
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
+    data: Annotated[str, typer.Option(help="digits | mnist")] = "digits",
+    lr: Annotated[float, typer.Option(help="learning rate (Adam, cosine schedule)")] = 1e-3,
+    progressive: Annotated[bool, typer.Option("--progressive", help="lower the conversion bits stage by "
+                                                                     "stage down to the target's")] = False,
+    noise: Annotated[bool, typer.Option("--noise", help="sample the configured non-idealities while "
+                                                         "training")] = False,
+    config: Annotated[str | None, typer.Option(help="YAML with spec constants / target options")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    batch_size: Annotated[int, typer.Option(help="training batch size")] = 64,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules")] = False,
+    weights: Annotated[str | None, typer.Option("--weights", help="state_dict for a file.py:factory model")] = None,
+) -> None:
+    """Retrain MODEL with the IMC target's partial-sum quantization in the forward pass."""
+    from rich.console import Console
+
+    from deploy import data as datasets
+    from deploy.io import native
+    from deploy.pipeline import resolve_model
+    from deploy.snn.net import SpikingNet
+    from deploy.snn.train import evaluate
+    from hwmodels import get_target
+    from hwmodels.imc import ImcTarget
+    from hwmodels.imc.finetune import finetune
+
+    if data not in DATASETS:
+        raise DataError(f"--data must be one of {', '.join(DATASETS)}, got {data!r}")
+    if lr <= 0 or batch_size < 1:
+        raise DeployError("--lr must be > 0 and --batch-size >= 1")
+    torch.set_num_threads(1)
+    graph = resolve_model(model, trust_pickle, weights)
+    tgt = get_target(target, config)
+    if not isinstance(tgt, ImcTarget):
+        raise DeployError(f"deploy finetune supports the IMC targets (imc, imc-adc), not '{target}'")
+    split = datasets.load(data, seed=seed)
+    x_test = datasets.fit_to_model(split.x_test, graph.input_shape, graph.encoding)
+    y_test = split.y_test
+
+    def on_target(g) -> float:
+        act = tgt.simulate(tgt.map(g), x_test)
+        return float((act.predictions == y_test).float().mean())
+
+    float_acc = evaluate(SpikingNet(graph), split.x_test, y_test)
+    naive = on_target(graph)
+    tuned, history = finetune(graph, tgt, split, epochs=epochs, lr=lr, progressive=progressive, noise=noise,
+                              seed=seed, batch_size=batch_size, progress=sys.stderr.isatty())
+    retrained = on_target(tuned)
+    native.save(tuned, out, meta={"finetuned_for": tgt.name, "dataset": data, "epochs": epochs, "lr": lr,
+                                  "progressive": progressive, "noise": noise, "seed": seed,
+                                  "accuracy": {"float": float_acc, "naive": naive, "retrained": retrained}})
+    console = Console()
+    console.print(f"{data} test accuracy: float {float_acc:.4f} | {tgt.name} naive {naive:.4f} | "
+                  f"{tgt.name} retrained {retrained:.4f} ({len(history)} epochs)")
+    console.print(f"retrained model written to [bold]{out}[/bold]")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``deploy finetune`` to the CLI."""
+    app.command("finetune")(finetune_cmd)
