@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml .ci/find-python
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/deploy compile examples/models/digits_snn.pt --target imc --compare imc-adc --data digits -o $(OUT)
+	$(VENV)/bin/deploy compile examples/models/digits_snn_imc.pt --target imc --compare imc-adc --data digits -o $(OUT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n $(JOBS) --dist loadgroup tests

@@ -45,6 +45,8 @@ def test_finetune_beats_naive_mapping_and_deploys_exactly(small):
     assert [h["adc_bits"] for h in history] == [1, 1]
     # the checkpoint carries the deployed codes and the learned references
     assert tuned["linear0"].precision["weight"] == 4 and "steps" in tuned.meta["imc"]
+    trims = tuned.meta["imc"]["trims"]["linear0"]
+    assert len(trims) == tgt.map(graph).layers["linear0"].column_count and any(t != 0 for t in trims)
     net = CrossbarNet(tgt.map(tuned), tgt.off_units, mode="train")
     with torch.no_grad():
         train_logits = net.logits(net(data.fit_to_model(split.x_test, graph.input_shape)))

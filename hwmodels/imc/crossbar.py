@@ -109,10 +109,12 @@ class CrossbarSynapse(nn.Module):
         self.pad = self.n_tiles * self.unit - lm.in_shape[0]
         self.register_buffer("coefs", self.sl.coefs())
         step = torch.from_numpy(lm.steps.copy())
+        trim = (torch.zeros(lm.column_count) if lm.trims is None else torch.from_numpy(lm.trims.copy()))
         if learn_steps:
-            self.step = nn.Parameter(step)
+            self.step, self.trim = nn.Parameter(step), nn.Parameter(trim)
         else:
             self.register_buffer("step", step)
+            self.register_buffer("trim", trim)
         bias = None if lm.bias is None else torch.from_numpy(lm.bias.copy())
         scale = torch.from_numpy(lm.scale.copy())
         if self.training_mode:
@@ -222,9 +224,10 @@ class CrossbarSynapse(nn.Module):
         return y
 
     def _thresholds(self) -> torch.Tensor:
-        """Conv/matmul bias ``-step/2`` of every (tile, group, output) column."""
+        """Conv/matmul bias ``trim - step/2`` of every (tile, group, output) column: the
+        partial sum minus the column's SA reference (the first flash reference)."""
         half = (-0.5 * self.step.detach()).view(1, -1, 1).expand(self.n_tiles, -1, self.g_outs())
-        return half.reshape(-1).contiguous()
+        return (half.reshape(-1) + self.trim.detach()).contiguous()
 
     def _sim_forward(self, xs: torch.Tensor) -> torch.Tensor:
         xt = self._tile_input(xs)
@@ -293,6 +296,7 @@ class CrossbarSynapse(nn.Module):
         qmax = 2 ** self.adc_bits - 1
         if self.calibrate_next:
             self.calibrate(p.detach(), qmax)
+        p = p + self.trim.view(1, -1, 1)
         step = self.step.clamp(min=1e-4).view(1, -1, 1).expand(self.n_tiles, -1, self.g_outs()).reshape(1, -1, 1)
         gscale = 1.0 / (p.numel() / self.sl.groups * qmax) ** 0.5
         return self._reduce(PsumQuant.apply(p, step, qmax, gscale), self.coefs), scale

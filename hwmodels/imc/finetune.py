@@ -4,8 +4,9 @@ The network is trained through the target's own crossbar forward
 (:class:`hwmodels.imc.crossbar.CrossbarSynapse` in training mode): weights
 rounded to the target's precision and bit-sliced with straight-through
 gradients, every column's partial sum converted by the sense amplifier (or
-ADC) with a straight-through gradient, and the conversion steps (the SA
-references) learned with an LSQ gradient. Optionally the device
+ADC) with a straight-through gradient, the conversion step of every column
+group learned with an LSQ gradient, and every column's reference trimmed by a
+learned offset (its SA reference is ``step / 2 - trim``). Optionally the device
 non-idealities are sampled afresh at every step (``noise``), and a
 progressive schedule lowers the conversion resolution step by step down to
 the target's (e.g. 4 -> 3 -> 2 -> 1 bit for the ADC-less target), recalibrating
@@ -13,7 +14,7 @@ the steps at every stage.
 
 The result is a Graph whose weights are exactly the deployed codes
 (``weight = code * weight_scale``, ``precision["weight"]``) and whose
-``meta["imc"]`` holds the learned steps, which the target uses when mapping.
+``meta["imc"]`` holds the learned steps and trims, which the target uses when mapping.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def schedule(target_bits: int, epochs: int, progressive: bool, stages: int = 4) 
 def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
     """The trained network as a Graph with quantized weights and the learned conversion steps."""
     graph = net.graph.copy()
-    steps = {}
+    steps, trims = {}, {}
     for node in graph.synapses():
         m: CrossbarSynapse = net.layers[node.name]
         with torch.no_grad():
@@ -56,9 +57,11 @@ def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
         if m.bias is not None:
             node.bias = m.bias.detach().numpy().astype("float32")
         steps[node.name] = [float(v) for v in m.step.detach().clamp(min=1e-4)]
+        trims[node.name] = [float(v) for v in m.trim.detach()]
     cfg = target.config
     graph.meta["imc"] = {"target": target.name, "adc_bits": cfg.adc_bits, "rows": cfg.rows,
-                         "bits_per_cell": cfg.bits_per_cell, "signed": cfg.signed, "steps": steps}
+                         "bits_per_cell": cfg.bits_per_cell, "signed": cfg.signed, "steps": steps,
+                         "trims": trims}
     return graph.validate()
 
 

@@ -60,6 +60,12 @@ class LayerMap:
     steps: np.ndarray            # conversion step per column group (SA reference = step / 2)
     kernel: tuple[int, int] = (1, 1)
     ideal_counts: dict[str, float] = field(default_factory=dict)
+    trims: np.ndarray | None = None  # per-column reference trim (row tile, group, output'), None = 0
+
+    @property
+    def column_count(self) -> int:
+        """Converted columns per read: row tiles x groups x (outputs + offset dummy)."""
+        return self.row_tiles * self.slicing.groups * (self.outputs + (1 if self.slicing.dummy else 0))
 
     @property
     def arrays(self) -> int:
@@ -211,8 +217,9 @@ def full_input_counts(lm: LayerMap, node: ir.Node, digits: torch.Tensor) -> dict
     return {"row_activations": float(fan.sum()), "digit_sum": float(dig.sum())}
 
 
-def _learned_steps(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> tuple[dict[str, list[float]], list[str]]:
-    """Conversion steps stored by hardware-aware retraining, when they match this configuration."""
+def _learned_steps(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> tuple[dict[str, Any], list[str]]:
+    """Conversion steps and reference trims stored by hardware-aware retraining, when they
+    match this configuration: {layer: {"steps": [...], "trims": [...] or None}}."""
     meta = graph.meta.get("imc")
     if not isinstance(meta, dict) or "steps" not in meta:
         return {}, []
@@ -221,8 +228,10 @@ def _learned_steps(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> tuple[dict[str
     if diff:
         return {}, [f"retrained conversion steps in the model were ignored: {diff[0]} differs "
                     f"({meta.get(diff[0])} in the model, {want[diff[0]]} here)"]
-    return dict(meta["steps"]), [f"conversion steps (SA references) learned by retraining at "
-                                 f"{cfg.adc_bits}-bit conversion"]
+    trims = meta.get("trims") or {}
+    learned = {name: {"steps": steps, "trims": trims.get(name)} for name, steps in dict(meta["steps"]).items()}
+    return learned, [f"conversion steps and per-column SA references learned by retraining at "
+                     f"{cfg.adc_bits}-bit conversion"]
 
 
 def map_graph(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> ImcMapping:
@@ -233,11 +242,17 @@ def map_graph(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> ImcMapping:
     deployed = graph.copy()
     layers = {}
     for node in deployed.synapses():
-        steps = learned.get(node.name)
+        found = learned.get(node.name, {})
+        steps, trims = found.get("steps"), found.get("trims")
         lm = map_layer(deployed, node, shapes, cfg, steps)
         if steps is not None and len(steps) != lm.slicing.groups:
             raise TargetError(f"layer '{node.name}': {len(steps)} learned conversion steps, "
                               f"{lm.slicing.groups} column groups expected")
+        if trims is not None:
+            if len(trims) != lm.column_count:
+                raise TargetError(f"layer '{node.name}': {len(trims)} learned reference trims, "
+                                  f"{lm.column_count} columns expected")
+            lm.trims = np.asarray(trims, dtype=np.float32)
         layers[node.name] = lm
         shape = (-1,) + (1,) * (node.weight.ndim - 1)
         node.weight = (lm.codes * lm.scale.reshape(shape)).astype(np.float32)
