@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from deploy.errors import TargetError
+from deploy.io.yamlfile import read_yaml
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 
@@ -82,10 +81,7 @@ def load_spec(name_or_path: str | Path) -> Spec:
         path = SPEC_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise TargetError(f"spec file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TargetError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    doc = read_yaml(path, TargetError)
     if not isinstance(doc, dict) or not isinstance(doc.get("constants"), dict):
         raise TargetError(f"{path}: a spec needs a 'constants' mapping")
     constants = {}
@@ -102,10 +98,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise TargetError(f"config file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise TargetError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    doc = read_yaml(path, TargetError) or {}
     if not isinstance(doc, dict) or set(doc) - {"constants", "options"}:
         raise TargetError(f"{path}: a config has only 'constants' and 'options' sections")
     return {"constants": dict(doc.get("constants") or {}), "options": dict(doc.get("options") or {}),

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from deploy import ir
@@ -41,6 +40,7 @@ from deploy.distill.losses import (
 )
 from deploy.distill.teachers import Teacher, as_teacher, default_hint_layer
 from deploy.errors import DataError, DeployError, ModelError
+from deploy.io.yamlfile import read_yaml
 from deploy.metrics import activity_from_record, merge
 from deploy.snn.net import TIME_AWARE_KINDS, SpikingNet, build
 from deploy.snn.train import fit
@@ -56,10 +56,7 @@ def load_student_spec(spec: dict[str, Any] | str | Path) -> dict[str, Any]:
     path = Path(spec)
     if not path.is_file():
         raise ModelError(f"{path}: no such student spec file")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ModelError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    doc = read_yaml(path, ModelError)
     if not isinstance(doc, dict) or "layers" not in doc or "input_shape" not in doc:
         raise ModelError(f"{path}: a student spec needs 'input_shape' and 'layers'")
     return doc
