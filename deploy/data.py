@@ -118,6 +118,29 @@ def events(timesteps: int = 8, size: int = 64, classes: int = 11, n_train: int =
     return Split("events", xtr, ytr, xte, yte)
 
 
+SHIFTS = ((0, 1), (1, 0), (0, -1), (-1, 0), (1, 1), (-1, -1), (1, -1), (-1, 1))
+
+
+def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Images (N, C, H, W) moved by (dy, dx) pixels, the uncovered border filled with zeros."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        x[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def augment_shifts(split: Split, copies: int) -> Split:
+    """``split`` whose training set also holds ``copies`` (0-8) one-pixel shifted copies of
+    every image (right, down, left, up, then the diagonals); the test set is unchanged."""
+    if not 0 <= copies <= len(SHIFTS):
+        raise DataError(f"shift augmentation takes 0..{len(SHIFTS)} copies, got {copies}")
+    if copies and split.x_train.dim() != 4:
+        raise DataError(f"shift augmentation needs images (N, C, H, W), got shape {tuple(split.x_train.shape)}")
+    xs = [split.x_train] + [shift(split.x_train, dy, dx) for dy, dx in SHIFTS[:copies]]
+    return Split(split.name, torch.cat(xs), split.y_train.repeat(copies + 1), split.x_test, split.y_test)
+
+
 def load(name: str, seed: int = 0, **kwargs) -> Split:
     """Load a dataset by name: digits, mnist or events."""
     if name == "digits":

@@ -2,6 +2,7 @@ import gzip
 
 import numpy as np
 import pytest
+import torch
 
 from deploy import data
 from deploy.errors import DataError
@@ -54,3 +55,23 @@ def test_fit_to_model_flattens_and_rejects_mismatch():
 def test_unknown_dataset():
     with pytest.raises(DataError, match="unknown dataset 'cifar'"):
         data.load("cifar")
+
+
+def test_shift_moves_pixels_and_zero_fills():
+    x = torch.arange(1, 10, dtype=torch.float32).view(1, 1, 3, 3)
+    right = data.shift(x, 0, 1)                    # hand-written: columns move right, column 0 empty
+    assert right[0, 0].tolist() == [[0, 1, 2], [0, 4, 5], [0, 7, 8]]
+    up_left = data.shift(x, -1, -1)
+    assert up_left[0, 0].tolist() == [[5, 6, 0], [8, 9, 0], [0, 0, 0]]
+
+
+def test_augment_shifts_keeps_labels_and_test_set():
+    split = data.load("digits")
+    aug = data.augment_shifts(split, 4)
+    n = len(split.x_train)
+    assert aug.x_train.shape == (5 * n, *split.x_train.shape[1:])
+    assert torch.equal(aug.y_train.view(5, n), split.y_train.repeat(5, 1))
+    assert torch.equal(aug.x_train[n:2 * n], data.shift(split.x_train, 0, 1))
+    assert aug.x_test is split.x_test
+    with pytest.raises(DataError, match="0..8 copies"):
+        data.augment_shifts(split, 9)

@@ -74,15 +74,17 @@ def test_cli_finetune_writes_checkpoint(small, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("options: {rows: 32, input_bits: 4}\n")
     assert main(["finetune", str(model), "--target", "imc", "--epochs", "1", "--config", str(cfg),
-                 "-o", str(out)]) == 0
+                 "--augment", "2", "-o", str(out)]) == 0
     tuned = native.load(out)
     assert tuned.meta["imc"]["rows"] == 32 and tuned.meta["finetuned_for"] == "imc"
+    assert tuned.meta["augment"] == 2
 
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "digital"], "supports the IMC targets"),
     (["--data", "events"], "--data must be one of"),
     (["--config", "MISSING.yaml"], "config file not found"),
+    (["--augment", "9"], "takes 0..8 copies"),
 ])
 def test_cli_finetune_bad_input(small, tmp_path, capsys, args, message):
     from deploy.cli import main

@@ -177,6 +177,8 @@ class CrossbarSynapse(nn.Module):
         stored positions-major for conv layers (a view of the channels-last conv output)."""
         if self.conv:
             p = F.conv2d(xt, w, bias, groups=self.n_tiles, **self.conv_args)
+            if p.is_contiguous():   # channels-first output (a single input channel): keep it so
+                return p.view(p.shape[0], p.shape[1], -1)
             return p.permute(0, 2, 3, 1).reshape(p.shape[0], -1, p.shape[1]).transpose(1, 2)
         p = torch.bmm(xt, w) if bias is None else torch.baddbmm(bias.view(self.n_tiles, 1, -1), xt, w)
         return p.transpose(0, 1).reshape(p.shape[1], -1, 1)
@@ -185,13 +187,12 @@ class CrossbarSynapse(nn.Module):
         """Digital shift-add over tiles and column groups: (N, out', positions)."""
         n, _, pos = c.shape
         k, outs = self.n_tiles * self.sl.groups, self.g_outs()
-        rows = c.transpose(1, 2).reshape(n * pos, k, outs) if self.conv else c.view(n, k, outs)
-        if torch.is_grad_enabled() and c.requires_grad:
-            # one GEMM with kron(coef, I): a far cheaper backward than a batched vector product
-            kron = torch.kron(coef.repeat(self.n_tiles).view(k, 1), torch.eye(outs, dtype=c.dtype))
-            y = rows.reshape(rows.shape[0], k * outs) @ kron
-        else:
-            y = torch.matmul(coef.repeat(self.n_tiles), rows)
+        # one GEMM with kron(coef, I): faster than a batched vector product both ways
+        kron = torch.kron(coef.repeat(self.n_tiles).view(k, 1), torch.eye(outs, dtype=c.dtype))
+        if self.conv and c.stride(1) != 1 and pos > 1:      # channels-first partial sums
+            return torch.matmul(kron.t(), c)
+        rows = c.transpose(1, 2).reshape(n * pos, k * outs) if self.conv else c.view(n, k * outs)
+        y = rows @ kron
         return y.view(n, pos, outs).transpose(1, 2) if self.conv else y.unsqueeze(-1)
 
     # -- forward --------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from deploy import ir
-from deploy.data import Split, fit_to_model
+from deploy.data import Split, augment_shifts, fit_to_model
 from deploy.errors import DeployError
 from deploy.snn.train import fit
 from hwmodels.imc import ImcTarget
@@ -67,9 +67,12 @@ def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
 
 def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 10, lr: float = 1e-3,
              progressive: bool = False, noise: bool = False, seed: int = 0, batch_size: int = 64,
-             learn_steps: bool = True, calib_samples: int = 256,
+             learn_steps: bool = True, calib_samples: int = 256, augment: int = 0,
              progress: bool = False) -> tuple[ir.Graph, list[dict[str, Any]]]:
     """Retrain ``graph`` with ``target``'s partial-sum quantization in the forward pass.
+
+    ``augment``: one-pixel shifted copies of every training image added to the
+    training set (0-8, :func:`deploy.data.augment_shifts`).
 
     Returns the retrained graph (deployable on ``target``) and one history record
     per epoch (loss, train/test accuracy, conversion bits of the stage).
@@ -82,13 +85,14 @@ def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 10,
     mapping = target.map(graph)
     net = CrossbarNet(mapping, target.off_units, mode="train", noise=noise, learn_steps=learn_steps)
     calib = fit_to_model(split.x_train[:calib_samples], net.graph.input_shape, net.graph.encoding)
+    train = augment_shifts(split, augment) if augment else split
     history: list[dict[str, Any]] = []
     for bits, n_epochs in schedule(target.config.adc_bits, epochs, progressive):
         net.set_adc_bits(bits)
         net.eval()
         with torch.no_grad():
             net.calibrate(calib)
-        for rec in fit(net, split, epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed + len(history),
+        for rec in fit(net, train, epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed + len(history),
                        progress=progress):
             history.append({**rec, "epoch": len(history) + 1, "adc_bits": bits})
     net.set_adc_bits(target.config.adc_bits)
