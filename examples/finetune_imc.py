@@ -70,9 +70,9 @@ def study(name: str, graph, split, args) -> tuple[dict, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=8, help="retraining epochs")
+    ap.add_argument("--epochs", type=int, default=15, help="retraining epochs")
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--augment", type=int, default=4, help="shifted copies of each training image (0-8)")
+    ap.add_argument("--augment", type=int, default=0, help="shifted copies of each training image (0-8)")
     ap.add_argument("--progressive", action="store_true", help="ADC bits 4 -> 3 -> 2 -> 1")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="retraining seeds")
     ap.add_argument("--mnist-float-epochs", type=int, default=8)
