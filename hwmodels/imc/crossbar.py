@@ -174,7 +174,8 @@ class CrossbarSynapse(nn.Module):
 
     def _psums(self, xt: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """Partial sums (+ bias) of every (tile, group, output) column: (N, tiles*groups*out', positions),
-        stored positions-major for conv layers (a view of the channels-last conv output)."""
+        stored positions-major for conv layers (a view of the channels-last conv output), or
+        channels-major when the convolution returns channels-first (a single input channel)."""
         if self.conv:
             p = F.conv2d(xt, w, bias, groups=self.n_tiles, **self.conv_args)
             if p.is_contiguous():   # channels-first output (a single input channel): keep it so
