@@ -54,10 +54,10 @@ def study(name: str, graph, split, args) -> tuple[dict, object]:
         tuned, history = finetune(graph, target, split, epochs=args.epochs, lr=args.lr,
                                   progressive=args.progressive, augment=args.augment, seed=seed, progress=True)
         acc = on_target(target, tuned, split)
-        row["runs"].append({"seed": seed, "retrained": acc, "seconds": time.perf_counter() - t0,
-                            "history": history})
+        seconds = time.perf_counter() - t0
+        row["runs"].append({"seed": seed, "retrained": acc, "seconds": seconds, "history": history})
         first = tuned if first is None else first
-        print(f"{name:7s} seed {seed}: imc retrained {acc:.4f} ({time.perf_counter() - t0:.0f} s)")
+        print(f"{name:7s} seed {seed}: imc retrained {acc:.4f} ({seconds:.0f} s)")
     accs = [r["retrained"] for r in row["runs"]]
     row["retrained_mean"] = statistics.fmean(accs)
     row["retrained_std"] = statistics.stdev(accs) if len(accs) > 1 else 0.0

@@ -81,11 +81,11 @@ def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 10,
         raise DeployError(f"finetune needs an IMC target (imc or imc-adc), got '{getattr(target, 'name', target)}'")
     if epochs < 1:
         raise DeployError(f"--epochs must be >= 1, got {epochs}")
+    train = augment_shifts(split, augment) if augment else split
     torch.manual_seed(seed)
     mapping = target.map(graph)
     net = CrossbarNet(mapping, target.off_units, mode="train", noise=noise, learn_steps=learn_steps)
     calib = fit_to_model(split.x_train[:calib_samples], net.graph.input_shape, net.graph.encoding)
-    train = augment_shifts(split, augment) if augment else split
     history: list[dict[str, Any]] = []
     for bits, n_epochs in schedule(target.config.adc_bits, epochs, progressive):
         net.set_adc_bits(bits)
