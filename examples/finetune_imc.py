@@ -45,14 +45,15 @@ def on_target(target: ImcTarget, graph, split) -> float:
 def study(name: str, graph, split, args) -> tuple[dict, object]:
     """Float, naive and retrained (one per seed) accuracy of ``graph``; returns the row and
     the model retrained with the first seed."""
-    target = ImcTarget()
+    target = ImcTarget(options={"rows": args.rows, "cols": args.rows})
     row = {"float": evaluate(SpikingNet(graph), split.x_test, split.y_test),
            "naive": on_target(target, graph, split), "runs": []}
     first = None
     for seed in args.seeds:
         t0 = time.perf_counter()
         tuned, history = finetune(graph, target, split, epochs=args.epochs, lr=args.lr,
-                                  progressive=args.progressive, augment=args.augment, seed=seed, progress=True)
+                                  progressive=args.progressive, augment=args.augment,
+                                  learn_scales=args.learn_scales, seed=seed, progress=True)
         acc = on_target(target, tuned, split)
         seconds = time.perf_counter() - t0
         row["runs"].append({"seed": seed, "retrained": acc, "seconds": seconds, "history": history})
@@ -70,9 +71,12 @@ def study(name: str, graph, split, args) -> tuple[dict, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=15, help="retraining epochs")
+    ap.add_argument("--epochs", type=int, default=25, help="retraining epochs")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--augment", type=int, default=0, help="shifted copies of each training image (0-8)")
+    ap.add_argument("--rows", type=int, default=128, help="array rows and columns")
+    ap.add_argument("--max-scales", dest="learn_scales", action="store_false",
+                    help="weight scales max|w| / qmax instead of learned ones")
     ap.add_argument("--progressive", action="store_true", help="ADC bits 4 -> 3 -> 2 -> 1")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="retraining seeds")
     ap.add_argument("--mnist-float-epochs", type=int, default=8)

@@ -12,7 +12,7 @@ from deploy.snn.net import build
 from deploy.snn.train import fit
 from hwmodels.imc import ImcTarget
 from hwmodels.imc.crossbar import CrossbarNet
-from hwmodels.imc.finetune import finetune, schedule
+from hwmodels.imc.finetune import export, finetune, schedule
 
 MLP = {"input_shape": [64], "timesteps": 4, "encoding": "direct", "name": "mlp",
        "layers": [{"type": "linear", "out_features": 32}, {"type": "lif", "beta": 0.9},
@@ -35,11 +35,12 @@ def _accuracy(tgt, graph, split) -> tuple[float, torch.Tensor]:
     return float((act.predictions == split.y_test).float().mean()), act.logits
 
 
-def test_finetune_beats_naive_mapping_and_deploys_exactly(small):
+@pytest.mark.parametrize("learn_scales", [False, True])
+def test_finetune_beats_naive_mapping_and_deploys_exactly(small, learn_scales):
     graph, split = small
     tgt = ImcTarget(options={"rows": 32, "input_bits": 4})
     naive, _ = _accuracy(tgt, graph, split)
-    tuned, history = finetune(graph, tgt, split, epochs=2, lr=2e-3, seed=0)
+    tuned, history = finetune(graph, tgt, split, epochs=2, lr=2e-3, seed=0, learn_scales=learn_scales)
     retrained, logits = _accuracy(tgt, tuned, split)
     assert retrained > naive + 0.05, (naive, retrained)
     assert [h["adc_bits"] for h in history] == [1, 1]
@@ -47,11 +48,49 @@ def test_finetune_beats_naive_mapping_and_deploys_exactly(small):
     assert tuned["linear0"].precision["weight"] == 4 and "steps" in tuned.meta["imc"]
     trims = tuned.meta["imc"]["trims"]["linear0"]
     assert len(trims) == tgt.map(graph).layers["linear0"].column_count and any(t != 0 for t in trims)
-    net = CrossbarNet(tgt.map(tuned), tgt.off_units, mode="train")
+    net = CrossbarNet(tgt.map(tuned), tgt.off_units, mode="train", learn_scales=learn_scales)
     with torch.no_grad():
         train_logits = net.logits(net(data.fit_to_model(split.x_test, graph.input_shape)))
     torch.testing.assert_close(train_logits, logits)        # deployment == the trained forward
     assert history[-1]["test_acc"] == pytest.approx(retrained)
+
+
+def test_learned_weight_scale_gradient(small):
+    """Codes clamp(round(w / s)); the straight-through estimator spans rounding and clipping,
+    so d(sum(code * s))/ds = (code - w/s) / sqrt(fan-in * qmax) for every weight (LSQ's
+    gradient inside the range, Esser et al. 2020) and d/dw = 1 everywhere."""
+    graph, _ = small
+    tgt = ImcTarget()
+    net = CrossbarNet(tgt.map(graph), tgt.off_units, mode="train", learn_scales=True)
+    layer = net.layers["linear0"]
+    with torch.no_grad():
+        layer.weight_scale.mul_(0.6)                     # some weights now clip
+    q, scale = layer.quantized_weight()
+    (q * scale.view(-1, 1)).sum().backward()
+    w, s = layer.weight.detach(), layer.weight_scale.detach().view(-1, 1)
+    x = w / s
+    codes = torch.round(x).clamp(layer.sl.qmin, layer.sl.qmax)
+    assert torch.equal(q.detach(), codes) and bool((x > layer.sl.qmax).any())
+    g = 1.0 / (w.shape[1] * layer.sl.qmax) ** 0.5
+    torch.testing.assert_close(layer.weight_scale.grad, g * (codes - x).sum(1))
+    torch.testing.assert_close(layer.weight.grad, torch.ones_like(w))
+
+
+def test_collapsed_learned_scale_still_exports_deployable_codes(small):
+    """A learned scale driven to zero or below is held at 1/1000 of its initial value, and
+    the exported codes are exactly the clamped ones (no float error from huge w / scale)."""
+    graph, _ = small
+    tgt = ImcTarget()
+    net = CrossbarNet(tgt.map(graph), tgt.off_units, mode="train", learn_scales=True)
+    layer = net.layers["linear0"]
+    initial = layer.weight_scale.detach().clone()
+    with torch.no_grad():
+        layer.weight_scale[0] = -1.0
+        layer.weight_scale[1] = 1e-12
+    tuned = export(net, tgt)
+    torch.testing.assert_close(torch.from_numpy(tuned["linear0"].weight_scale[:2]), 1e-3 * initial[:2])
+    codes = tgt.map(tuned).layers["linear0"].codes
+    assert abs(codes[:2]).max() == layer.sl.qmax         # the largest weights clip at the floor
 
 
 def test_progressive_schedule_and_noise(small):
@@ -74,10 +113,10 @@ def test_cli_finetune_writes_checkpoint(small, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("options: {rows: 32, input_bits: 4}\n")
     assert main(["finetune", str(model), "--target", "imc", "--epochs", "1", "--config", str(cfg),
-                 "--augment", "2", "-o", str(out)]) == 0
+                 "--augment", "2", "--max-scales", "-o", str(out)]) == 0
     tuned = native.load(out)
     assert tuned.meta["imc"]["rows"] == 32 and tuned.meta["finetuned_for"] == "imc"
-    assert tuned.meta["augment"] == 2
+    assert tuned.meta["augment"] == 2 and tuned.meta["learn_scales"] is False
 
 
 @pytest.mark.parametrize("args, message", [

@@ -29,6 +29,9 @@ def finetune_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     batch_size: Annotated[int, typer.Option(help="training batch size")] = 64,
     augment: Annotated[int, typer.Option(help="one-pixel shifted copies of every training image (0-8)")] = 0,
+    learn_scales: Annotated[bool, typer.Option("--learn-scales/--max-scales",
+                                               help="learn every output's weight scale, or keep "
+                                                    "max|w| / qmax")] = True,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules")] = False,
     weights: Annotated[str | None, typer.Option("--weights", help="state_dict for a file.py:factory model")] = None,
 ) -> None:
@@ -61,13 +64,15 @@ def finetune_cmd(
         act = tgt.simulate(tgt.map(g), x_test)
         return float((act.predictions == y_test).float().mean())
 
+    tuned, history = finetune(graph, tgt, split, epochs=epochs, lr=lr, progressive=progressive, noise=noise,
+                              seed=seed, batch_size=batch_size, augment=augment, learn_scales=learn_scales,
+                              progress=sys.stderr.isatty())
     float_acc = evaluate(SpikingNet(graph), split.x_test, y_test)
     naive = on_target(graph)
-    tuned, history = finetune(graph, tgt, split, epochs=epochs, lr=lr, progressive=progressive, noise=noise,
-                              seed=seed, batch_size=batch_size, augment=augment, progress=sys.stderr.isatty())
     retrained = on_target(tuned)
     native.save(tuned, out, meta={"finetuned_for": tgt.name, "dataset": data, "epochs": epochs, "lr": lr,
                                   "progressive": progressive, "noise": noise, "seed": seed, "augment": augment,
+                                  "learn_scales": learn_scales,
                                   "accuracy": {"float": float_acc, "naive": naive, "retrained": retrained}})
     console = Console()
     console.print(f"{data} test accuracy: float {float_acc:.4f} | {tgt.name} naive {naive:.4f} | "

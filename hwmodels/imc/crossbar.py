@@ -94,7 +94,8 @@ class CrossbarSynapse(nn.Module):
     """
 
     def __init__(self, node: ir.Node, lm: LayerMap, cfg: ImcConfig, off_units: float, mode: str = "sim",
-                 noise: bool = False, learn_steps: bool = False, generator: torch.Generator | None = None):
+                 noise: bool = False, learn_steps: bool = False, generator: torch.Generator | None = None,
+                 learn_scale: bool = False):
         super().__init__()
         self.lm, self.cfg, self.sl, self.mode = lm, cfg, lm.slicing, mode
         self.training_mode = mode == "train"
@@ -121,6 +122,8 @@ class CrossbarSynapse(nn.Module):
             shape = (-1,) + (1,) * (node.weight.ndim - 1)
             self.weight = nn.Parameter(torch.from_numpy(lm.codes.copy()) * scale.view(shape))
             self.bias = None if bias is None else nn.Parameter(bias)
+            self.weight_scale = nn.Parameter(scale.clone()) if learn_scale else None
+            self.register_buffer("scale_floor", 1e-3 * scale)      # a learned scale stays above
             return
         self.register_buffer("bias", bias)
         self.register_buffer("scale", scale)
@@ -277,13 +280,23 @@ class CrossbarSynapse(nn.Module):
 
     # -- training ------------------------------------------------------------------
     def quantized_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(codes with a straight-through gradient, per-output scale) of the float weight."""
+        """(codes with a straight-through gradient, per-output scale) of the float weight.
+
+        The scale is max(|w|) / qmax per output, or the learned ``weight_scale`` (kept
+        above 1/1000 of its initial value) when there is one. The straight-through estimator spans rounding and clipping, so a
+        clipped weight keeps its gradient and the scale's gradient is
+        ``code - w / scale`` for every weight (LSQ's inside the range)."""
         w = self.weight
         dims = tuple(range(1, w.dim()))
-        scale = (w.detach().abs().amax(dim=dims) / self.sl.qmax).clamp(min=1e-12)
+        if self.weight_scale is None:
+            scale = (w.detach().abs().amax(dim=dims) / self.sl.qmax).clamp(min=1e-12)
+        else:
+            g = 1.0 / (w[0].numel() * self.sl.qmax) ** 0.5
+            s = torch.maximum(self.weight_scale, self.scale_floor)
+            scale = s * g + (s - s * g).detach()
         wq = w / scale.view(-1, *[1] * (w.dim() - 1))
-        q = wq + (torch.round(wq).clamp(self.sl.qmin, self.sl.qmax) - wq).detach()
-        return q, scale
+        codes = torch.round(wq.detach()).clamp_(self.sl.qmin, self.sl.qmax)
+        return codes + (wq - wq.detach()), scale
 
     def _train_forward(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q, scale = self.quantized_weight()
@@ -319,12 +332,12 @@ class CrossbarNet(SpikingNet):
     reports per-sample array reads, conversions and cell activity per layer."""
 
     def __init__(self, mapping: ImcMapping, off_units: float, mode: str = "sim", noise: bool = False,
-                 learn_steps: bool = False):
+                 learn_steps: bool = False, learn_scales: bool = False):
         super().__init__(mapping.graph)
         gen = torch.Generator().manual_seed(int(mapping.config.seed))
         for node in self.graph.synapses():
             self.layers[node.name] = CrossbarSynapse(node, mapping.layers[node.name], mapping.config, off_units,
-                                                     mode, noise, learn_steps, gen)
+                                                     mode, noise, learn_steps, gen, learn_scales)
         self._samples = 0
 
     def synapses(self) -> list[CrossbarSynapse]:

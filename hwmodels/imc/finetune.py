@@ -6,7 +6,10 @@ rounded to the target's precision and bit-sliced with straight-through
 gradients, every column's partial sum converted by the sense amplifier (or
 ADC) with a straight-through gradient, the conversion step of every column
 group learned with an LSQ gradient, and every column's reference trimmed by a
-learned offset (its SA reference is ``step / 2 - trim``). Optionally the device
+learned offset (its SA reference is ``step / 2 - trim``). With ``learn_scales``
+every output's weight scale is learned too (LSQ) instead of following
+``max|w| / qmax``, so the codes stop jumping when the largest weight moves and
+outliers may clip. Optionally the device
 non-idealities are sampled afresh at every step (``noise``), and a
 progressive schedule lowers the conversion resolution step by step down to
 the target's (e.g. 4 -> 3 -> 2 -> 1 bit for the ADC-less target), recalibrating
@@ -67,12 +70,13 @@ def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
 
 def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 10, lr: float = 1e-3,
              progressive: bool = False, noise: bool = False, seed: int = 0, batch_size: int = 64,
-             learn_steps: bool = True, calib_samples: int = 256, augment: int = 0,
+             learn_steps: bool = True, calib_samples: int = 256, augment: int = 0, learn_scales: bool = True,
              progress: bool = False) -> tuple[ir.Graph, list[dict[str, Any]]]:
     """Retrain ``graph`` with ``target``'s partial-sum quantization in the forward pass.
 
     ``augment``: one-pixel shifted copies of every training image added to the
-    training set (0-8, :func:`deploy.data.augment_shifts`).
+    training set (0-8, :func:`deploy.data.augment_shifts`). ``learn_scales``: learn
+    the per-output weight scales (see the module docstring).
 
     Returns the retrained graph (deployable on ``target``) and one history record
     per epoch (loss, train/test accuracy, conversion bits of the stage).
@@ -84,7 +88,8 @@ def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 10,
     train = augment_shifts(split, augment) if augment else split
     torch.manual_seed(seed)
     mapping = target.map(graph)
-    net = CrossbarNet(mapping, target.off_units, mode="train", noise=noise, learn_steps=learn_steps)
+    net = CrossbarNet(mapping, target.off_units, mode="train", noise=noise, learn_steps=learn_steps,
+                     learn_scales=learn_scales)
     calib = fit_to_model(split.x_train[:calib_samples], net.graph.input_shape, net.graph.encoding)
     history: list[dict[str, Any]] = []
     for bits, n_epochs in schedule(target.config.adc_bits, epochs, progressive):
