@@ -8,8 +8,8 @@ import torch
 
 from deploy import data
 from deploy.io import native
-from deploy.snn.net import build
-from deploy.snn.train import fit
+from deploy.snn.net import SpikingNet, build
+from deploy.snn.train import evaluate, fit
 from hwmodels.imc import ImcTarget
 from hwmodels.imc.crossbar import CrossbarNet
 from hwmodels.imc.finetune import export, finetune, schedule
@@ -107,7 +107,9 @@ def test_progressive_schedule_and_noise(small):
 def test_cli_finetune_writes_checkpoint(small, tmp_path):
     from deploy.cli import main
 
-    graph, _ = small
+    graph, split = small
+    graph = graph.copy()
+    graph.meta.update({"epochs": 30, "test_accuracy": 0.5})     # the float model's training record
     model, out = tmp_path / "mlp.pt", tmp_path / "tuned.pt"
     native.save(graph, model)
     cfg = tmp_path / "cfg.yaml"
@@ -117,6 +119,9 @@ def test_cli_finetune_writes_checkpoint(small, tmp_path):
     tuned = native.load(out)
     assert tuned.meta["imc"]["rows"] == 32 and tuned.meta["finetuned_for"] == "imc"
     assert tuned.meta["augment"] == 2 and tuned.meta["learn_scales"] is False
+    # the retrained checkpoint's own record wins over the one its graph inherited
+    assert tuned.meta["epochs"] == 1 and tuned.meta["trained_with"] == "deploy finetune"
+    assert tuned.meta["test_accuracy"] == evaluate(SpikingNet(tuned), split.x_test, split.y_test)
 
 
 @pytest.mark.parametrize("args, message", [

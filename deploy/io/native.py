@@ -82,7 +82,7 @@ def from_document(doc: Any, origin: str = "model") -> Graph:
     tensors = {k: v.detach().float().numpy() for k, v in state.items()}
     graph = Graph.from_dict(doc["arch"], tensors)
     graph.meta.setdefault("source", origin)
-    graph.meta.update({k: v for k, v in doc.get("meta", {}).items() if k not in graph.meta})
+    graph.meta.update(doc.get("meta", {}))           # what save() was told is newer than the arch's
     return graph
 
 

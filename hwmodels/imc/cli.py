@@ -18,9 +18,9 @@ def finetune_cmd(
     model: Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory")],
     out: Annotated[Path, typer.Option("-o", "--out", help="retrained native checkpoint (.pt)")],
     target: Annotated[str, typer.Option("--target", "-t", help="imc (1-bit SA) or imc-adc")] = "imc",
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 25,
     data: Annotated[str, typer.Option(help="digits | mnist")] = "digits",
-    lr: Annotated[float, typer.Option(help="learning rate (Adam, cosine schedule)")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="learning rate (Adam, cosine schedule)")] = 2e-3,
     progressive: Annotated[bool, typer.Option("--progressive", help="lower the conversion bits stage by "
                                                                      "stage down to the target's")] = False,
     noise: Annotated[bool, typer.Option("--noise", help="sample the configured non-idealities while "
@@ -70,7 +70,9 @@ def finetune_cmd(
     float_acc = evaluate(SpikingNet(graph), split.x_test, y_test)
     naive = on_target(graph)
     retrained = on_target(tuned)
-    native.save(tuned, out, meta={"finetuned_for": tgt.name, "dataset": data, "epochs": epochs, "lr": lr,
+    native.save(tuned, out, meta={"finetuned_for": tgt.name, "trained_with": "deploy finetune",
+                                  "test_accuracy": evaluate(SpikingNet(tuned), split.x_test, y_test),
+                                  "dataset": data, "epochs": epochs, "lr": lr,
                                   "progressive": progressive, "noise": noise, "seed": seed, "augment": augment,
                                   "learn_scales": learn_scales,
                                   "accuracy": {"float": float_acc, "naive": naive, "retrained": retrained}})

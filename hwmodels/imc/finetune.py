@@ -68,7 +68,7 @@ def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
     return graph.validate()
 
 
-def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 10, lr: float = 1e-3,
+def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 25, lr: float = 2e-3,
              progressive: bool = False, noise: bool = False, seed: int = 0, batch_size: int = 64,
              learn_steps: bool = True, calib_samples: int = 256, augment: int = 0, learn_scales: bool = True,
              progress: bool = False) -> tuple[ir.Graph, list[dict[str, Any]]]:
