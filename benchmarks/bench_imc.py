@@ -1,6 +1,7 @@
 """IMC simulation speed: the crossbar simulator vs the plain float forward and vs the
-bit-sliced float forward (the floor: all partial sums as one conv/matmul, no tiling or
-conversion), same net, same batch, measured in one run.
+bit-sliced float forward (the floor of a float simulator: all partial sums as one tiled
+conv/matmul, no conversion), same net, same batch, measured in one run. Ideal conv layers
+on ``imc`` run in int8 (sense amplifier folded into the convolution) and go below that floor.
 
     .venv/bin/python benchmarks/bench_imc.py [--repeats 5]
 

@@ -115,6 +115,38 @@ def test_vectorized_equals_naive_array_loop(kind, cls, options, bits):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-6)
 
 
+@pytest.mark.parametrize("stride, channels", [(1, 8), (2, 8), (1, 1)])
+def test_int8_sense_amplifier_equals_float_compare(stride, channels):
+    """The int8 convolutions (the SA folded into the requantization, then a count over row
+    tiles) give the same firing counts as the float partial sums compared with fractional
+    references (learned trims), and the layer the same output."""
+    rng = np.random.default_rng(4)
+    codes = rng.integers(-7, 8, size=(6, channels, 3, 3)).astype(np.float32)
+    conv = ir.Conv2d("syn", ["input"], weight=codes * 0.1, bias=None, stride=(stride, stride), padding=(1, 1),
+                     weight_scale=np.full(6, 0.1, np.float32), precision={"weight": 4})
+    graph = ir.Graph((channels, 7, 7), [conv, ir.LIF("lif", ["syn"])], timesteps=1, encoding="rate").validate()
+    tgt = ImcTarget(options={"rows": 36})
+    mapping = tgt.map(graph)
+    lm = mapping.layers["syn"]
+    lm.steps[:] = 0.5 + rng.random(lm.slicing.groups) * 4
+    lm.trims = rng.normal(scale=1.5, size=lm.column_count).astype(np.float32)
+    lm.trims[:3] = np.round(lm.trims[:3]) + (lm.steps[0] / 2 % 1)    # references on integers: acc == ref
+    layer = tgt.network(mapping).layers["syn"]
+    assert layer.w_int8 is not None
+    x = (torch.rand(5, channels, 7, 7, generator=torch.Generator().manual_seed(2)) < 0.5).float()
+    xt = layer._tile_input(x)
+    with torch.no_grad():
+        fired = layer._psums(xt, layer.w, layer._thresholds()).gt(0).float()     # (N, tiles*cols, P)
+        want = fired.view(fired.shape[0], layer.n_tiles, -1, fired.shape[-1]).sum(1)
+        assert torch.equal(layer._sense_int8(xt), want) and 0 < float(fired.mean()) < 1
+        assert (layer.n_tiles > 1) == (channels > 4)
+        int8 = layer(x)
+        layer.w_int8 = None                                     # the float path
+        torch.testing.assert_close(int8, layer(x))             # same up to the summation order
+    noisy = ImcTarget(options={"rows": 36, "read_noise": 0.01})
+    assert noisy.network(noisy.map(graph)).layers["syn"].w_int8 is None
+
+
 def test_ideal_high_resolution_adc_equals_float_layer():
     rng = np.random.default_rng(2)
     w = rng.normal(size=(4, 6, 3, 3)).astype(np.float32)

@@ -11,7 +11,14 @@ batch and time:
    it exceeds the reference ``step / 2``, an N-bit ADC outputs
    ``clamp(ceil(p / step - 1/2), 0, 2**N - 1)`` (flash references at
    ``(i - 1/2) * step``); the output is ``step * code``. The ``-step/2`` offset is
-   the convolution's bias and the conversion runs in place;
+   the convolution's bias and the conversion runs in place. For conv layers
+   with ideal (integer) cells and 1-bit sense amplifiers, the partial sums and
+   the comparison are one int8 convolution instead: the integer partial sum
+   ``acc`` fires when ``acc - floor(reference) >= 1``, which the convolution's
+   requantization (bias ``-floor(reference)``, output scale 1/255, saturation
+   at 0 and 255) turns into exactly 0 or 1 without storing the sums; a second
+   int8 (1x1) convolution counts the firing columns of each (group, output)
+   over the row tiles, so only those counts reach float;
 4. the digital periphery shift-adds the codes across slices, polarities and row
    tiles (one matmul with the coefficients ``+-L**k * step``), recombines
    bit-planes, subtracts the offset dummy, applies the per-output weight scale
@@ -39,6 +46,21 @@ from hwmodels.imc.config import ImcConfig
 from hwmodels.imc.mapping import ImcMapping, LayerMap, _fanout
 from hwmodels.imc.nonideal import add_read_noise, program
 from hwmodels.imc.slicing import slice_codes
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[-1]))
+
+
+def _int8_conv_available() -> bool:
+    return torch.backends.quantized.engine != "none"
+
+
+def _columns(p: torch.Tensor) -> torch.Tensor:
+    """A grouped-conv output (N, columns, H, W) as (N, columns, positions), without copying."""
+    if p.is_contiguous():   # channels-first output (a single input channel): keep it so
+        return p.view(p.shape[0], p.shape[1], -1)
+    return p.permute(0, 2, 3, 1).reshape(p.shape[0], -1, p.shape[1]).transpose(1, 2)
 
 
 class PsumQuant(torch.autograd.Function):
@@ -134,6 +156,15 @@ class CrossbarSynapse(nn.Module):
         self.register_buffer("w", self._layout(g))
         self.register_buffer("w_sq", self._layout(g * g) if mode == "sim" and cfg.nonideal.read_noise > 0
                              else None)
+        # integer cells and no read noise: the SA conversion can run as int8 convolutions
+        self.w_int8 = self.tile_sum_int8 = None
+        if self.conv and mode == "sim" and not cfg.nonideal.any and _int8_conv_available():
+            self.w_int8 = torch.quantize_per_tensor(self.w, 1.0, 0, torch.qint8)
+            if self.n_tiles > 1:
+                cols = self.sl.groups * self.g_outs()
+                ones = torch.kron(torch.ones(1, self.n_tiles), torch.eye(cols)).view(cols, -1, 1, 1)
+                self.tile_sum_int8 = torch.ops.quantized.conv2d_prepack(
+                    torch.quantize_per_tensor(ones, 1.0, 0, torch.qint8), None, [1, 1], [0, 0], [1, 1], 1)
         self.read_gen = generator
         # per input element (channels last): its fan-out and its summed cell digits over all reads
         col_digits = g.sum(dim=(0, 1)).unsqueeze(0)
@@ -180,19 +211,31 @@ class CrossbarSynapse(nn.Module):
         stored positions-major for conv layers (a view of the channels-last conv output), or
         channels-major when the convolution returns channels-first (a single input channel)."""
         if self.conv:
-            p = F.conv2d(xt, w, bias, groups=self.n_tiles, **self.conv_args)
-            if p.is_contiguous():   # channels-first output (a single input channel): keep it so
-                return p.view(p.shape[0], p.shape[1], -1)
-            return p.permute(0, 2, 3, 1).reshape(p.shape[0], -1, p.shape[1]).transpose(1, 2)
+            return _columns(F.conv2d(xt, w, bias, groups=self.n_tiles, **self.conv_args))
         p = torch.bmm(xt, w) if bias is None else torch.baddbmm(bias.view(self.n_tiles, 1, -1), xt, w)
         return p.transpose(0, 1).reshape(p.shape[1], -1, 1)
 
-    def _reduce(self, c: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        """Digital shift-add over tiles and column groups: (N, out', positions)."""
+    def _sense_int8(self, xt: torch.Tensor) -> torch.Tensor:
+        """How many row tiles' sense amplifiers fire for every (group, output) column:
+        (N, groups*out', positions), laid out as :meth:`_psums` with one tile. Integer
+        arithmetic throughout (binary inputs, integer cell digits)."""
+        ref = torch.floor(-self._thresholds())         # fires when acc > step/2 - trim
+        args = {k: list(_pair(v)) for k, v in self.conv_args.items()}
+        packed = torch.ops.quantized.conv2d_prepack(self.w_int8, -ref, args["stride"], args["padding"],
+                                                    args["dilation"], self.n_tiles)
+        fired = torch.ops.quantized.conv2d(torch.quantize_per_tensor(xt, 1.0, 0, torch.quint8), packed,
+                                           1.0 / 255, 0)                                  # 0 or 255 (= 1)
+        if self.tile_sum_int8 is not None:
+            fired = torch.ops.quantized.conv2d(fired, self.tile_sum_int8, 1.0, 0)         # counts
+        return _columns(fired.dequantize())
+
+    def _reduce(self, c: torch.Tensor, coef: torch.Tensor, tiles: int | None = None) -> torch.Tensor:
+        """Digital shift-add over tiles and column groups: (N, out', positions). ``tiles=1``:
+        ``c`` is already summed over the row tiles."""
         n, _, pos = c.shape
-        k, outs = self.n_tiles * self.sl.groups, self.g_outs()
+        k, outs = (tiles or self.n_tiles) * self.sl.groups, self.g_outs()
         # one GEMM with kron(coef, I): faster than a batched vector product both ways
-        kron = torch.kron(coef.repeat(self.n_tiles).view(k, 1), torch.eye(outs, dtype=c.dtype))
+        kron = torch.kron(coef.repeat(tiles or self.n_tiles).view(k, 1), torch.eye(outs, dtype=c.dtype))
         if self.conv and c.stride(1) != 1 and pos > 1:      # channels-first partial sums
             return torch.matmul(kron.t(), c)
         rows = c.transpose(1, 2).reshape(n * pos, k * outs) if self.conv else c.view(n, k * outs)
@@ -243,6 +286,8 @@ class CrossbarSynapse(nn.Module):
         qmax = 2 ** self.adc_bits - 1
         if self.calibrate_next:
             self.calibrate(self._psums(xt, self.w), qmax)
+        if qmax == 1 and self.w_int8 is not None:
+            return self._reduce(self._sense_int8(xt), self.coefs * self.step, tiles=1)
         p = self._psums(xt, self.w, self._thresholds())             # p - step/2
         if self.w_sq is not None:
             p = add_read_noise(p, self._psums(xt, self.w_sq), self.cfg.nonideal.read_noise, self.read_gen)
