@@ -115,10 +115,11 @@ def test_cli_finetune_writes_checkpoint(small, tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("options: {rows: 32, input_bits: 4}\n")
     assert main(["finetune", str(model), "--target", "imc", "--epochs", "1", "--config", str(cfg),
-                 "--augment", "2", "--max-scales", "-o", str(out)]) == 0
+                 "--augment", "2", "--max-scales", "--seed", "1", "-o", str(out)]) == 0
     tuned = native.load(out)
     assert tuned.meta["imc"]["rows"] == 32 and tuned.meta["finetuned_for"] == "imc"
     assert tuned.meta["augment"] == 2 and tuned.meta["learn_scales"] is False
+    assert tuned.meta["seed"] == 1 and tuned.meta["split_seed"] == 0     # evaluated on the model's split
     # the retrained checkpoint's own record wins over the one its graph inherited
     assert tuned.meta["epochs"] == 1 and tuned.meta["trained_with"] == "deploy finetune"
     assert tuned.meta["test_accuracy"] == evaluate(SpikingNet(tuned), split.x_test, split.y_test)

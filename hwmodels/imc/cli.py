@@ -26,7 +26,10 @@ def finetune_cmd(
     noise: Annotated[bool, typer.Option("--noise", help="sample the configured non-idealities while "
                                                          "training")] = False,
     config: Annotated[str | None, typer.Option(help="YAML with spec constants / target options")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, typer.Option(help="training seed (initial shuffling, noise samples)")] = 0,
+    split_seed: Annotated[int, typer.Option(help="seed of the train/test split; keep the one the model "
+                                                 "was trained on, or its training images leak into the "
+                                                 "test split")] = 0,
     batch_size: Annotated[int, typer.Option(help="training batch size")] = 64,
     augment: Annotated[int, typer.Option(help="one-pixel shifted copies of every training image (0-8)")] = 0,
     learn_scales: Annotated[bool, typer.Option("--learn-scales/--max-scales",
@@ -56,7 +59,7 @@ def finetune_cmd(
     tgt = get_target(target, config)
     if not isinstance(tgt, ImcTarget):
         raise DeployError(f"deploy finetune supports the IMC targets (imc, imc-adc), not '{target}'")
-    split = datasets.load(data, seed=seed)
+    split = datasets.load(data, seed=split_seed)
     x_test = datasets.fit_to_model(split.x_test, graph.input_shape, graph.encoding)
     y_test = split.y_test
 
@@ -72,8 +75,8 @@ def finetune_cmd(
     retrained = on_target(tuned)
     native.save(tuned, out, meta={"finetuned_for": tgt.name, "trained_with": "deploy finetune",
                                   "test_accuracy": evaluate(SpikingNet(tuned), split.x_test, y_test),
-                                  "dataset": data, "epochs": epochs, "lr": lr,
-                                  "progressive": progressive, "noise": noise, "seed": seed, "augment": augment,
+                                  "dataset": data, "epochs": epochs, "lr": lr, "progressive": progressive,
+                                  "noise": noise, "seed": seed, "split_seed": split_seed, "augment": augment,
                                   "learn_scales": learn_scales,
                                   "accuracy": {"float": float_acc, "naive": naive, "retrained": retrained}})
     console = Console()
