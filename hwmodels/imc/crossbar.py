@@ -328,9 +328,10 @@ class CrossbarSynapse(nn.Module):
         """(codes with a straight-through gradient, per-output scale) of the float weight.
 
         The scale is max(|w|) / qmax per output, or the learned ``weight_scale`` (kept
-        above 1/1000 of its initial value) when there is one. The straight-through estimator spans rounding and clipping, so a
-        clipped weight keeps its gradient and the scale's gradient is
-        ``code - w / scale`` for every weight (LSQ's inside the range)."""
+        above 1/1000 of its initial value) when there is one. The straight-through
+        estimator spans rounding and clipping, so a clipped weight keeps its gradient
+        and the scale's gradient is ``code - w / scale`` for every weight (LSQ's
+        inside the range)."""
         w = self.weight
         dims = tuple(range(1, w.dim()))
         if self.weight_scale is None:

@@ -7,9 +7,10 @@ gradients, every column's partial sum converted by the sense amplifier (or
 ADC) with a straight-through gradient, the conversion step of every column
 group learned with an LSQ gradient, and every column's reference trimmed by a
 learned offset (its SA reference is ``step / 2 - trim``). With ``learn_scales``
-every output's weight scale is learned too (LSQ) instead of following
-``max|w| / qmax``, so the codes stop jumping when the largest weight moves and
-outliers may clip. Optionally the device
+(the default) every output's weight scale is learned too (LSQ-style gradient,
+straight through the clipping) instead of following ``max|w| / qmax``: with
+1-bit sense amplifiers the scale is the output's gain, and the codes no longer
+jump when the largest weight moves. Optionally the device
 non-idealities are sampled afresh at every step (``noise``), and a
 progressive schedule lowers the conversion resolution step by step down to
 the target's (e.g. 4 -> 3 -> 2 -> 1 bit for the ADC-less target), recalibrating
