@@ -48,10 +48,6 @@ from hwmodels.imc.nonideal import add_read_noise, program
 from hwmodels.imc.slicing import slice_codes
 
 
-def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[-1]))
-
-
 def _int8_conv_available() -> bool:
     return torch.backends.quantized.engine != "none"
 
@@ -145,7 +141,7 @@ class CrossbarSynapse(nn.Module):
             self.weight = nn.Parameter(torch.from_numpy(lm.codes.copy()) * scale.view(shape))
             self.bias = None if bias is None else nn.Parameter(bias)
             self.weight_scale = nn.Parameter(scale.clone()) if learn_scale else None
-            self.register_buffer("scale_floor", 1e-3 * scale)      # a learned scale stays above
+            self.register_buffer("scale_floor", 1e-3 * scale if learn_scale else None)  # learned scale stays above
             return
         self.register_buffer("bias", bias)
         self.register_buffer("scale", scale)
@@ -220,9 +216,9 @@ class CrossbarSynapse(nn.Module):
         (N, groups*out', positions), laid out as :meth:`_psums` with one tile. Integer
         arithmetic throughout (binary inputs, integer cell digits)."""
         ref = torch.floor(-self._thresholds())         # fires when acc > step/2 - trim
-        args = {k: list(_pair(v)) for k, v in self.conv_args.items()}
-        packed = torch.ops.quantized.conv2d_prepack(self.w_int8, -ref, args["stride"], args["padding"],
-                                                    args["dilation"], self.n_tiles)
+        a = self.conv_args                              # pairs already (ir.Conv2d normalizes them)
+        packed = torch.ops.quantized.conv2d_prepack(self.w_int8, -ref, list(a["stride"]), list(a["padding"]),
+                                                    list(a["dilation"]), self.n_tiles)
         fired = torch.ops.quantized.conv2d(torch.quantize_per_tensor(xt, 1.0, 0, torch.quint8), packed,
                                            1.0 / 255, 0)                                  # 0 or 255 (= 1)
         if self.tile_sum_int8 is not None:
@@ -233,9 +229,10 @@ class CrossbarSynapse(nn.Module):
         """Digital shift-add over tiles and column groups: (N, out', positions). ``tiles=1``:
         ``c`` is already summed over the row tiles."""
         n, _, pos = c.shape
-        k, outs = (tiles or self.n_tiles) * self.sl.groups, self.g_outs()
+        tiles = tiles or self.n_tiles
+        k, outs = tiles * self.sl.groups, self.g_outs()
         # one GEMM with kron(coef, I): faster than a batched vector product both ways
-        kron = torch.kron(coef.repeat(tiles or self.n_tiles).view(k, 1), torch.eye(outs, dtype=c.dtype))
+        kron = torch.kron(coef.repeat(tiles).view(k, 1), torch.eye(outs, dtype=c.dtype))
         if self.conv and c.stride(1) != 1 and pos > 1:      # channels-first partial sums
             return torch.matmul(kron.t(), c)
         rows = c.transpose(1, 2).reshape(n * pos, k * outs) if self.conv else c.view(n, k * outs)
