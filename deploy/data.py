@@ -91,10 +91,13 @@ def synthetic_events(n: int, timesteps: int = 8, size: int = 64, classes: int = 
 
     Each class is a bar drifting in one of ``classes`` directions; ON events
     (channel 0) lead the bar's edge and OFF events (channel 1) trail it. Background
-    events are added so that about ``activity`` of all (pixel, channel, step)
+    events are added so that about ``activity`` of each sample's (pixel, channel, step)
     sites carry an event, the input activity the ADC-less IMC studies assume.
+    Labels and background come from two seeded streams, so the first ``k`` samples
+    of ``n`` are the ``k`` samples asked for alone (any ``n`` gives the same prefix).
     """
     g = torch.Generator().manual_seed(seed)
+    g_noise = torch.Generator().manual_seed(seed + 2 ** 32)
     y = torch.randint(0, classes, (n,), generator=g)
     angle = 2 * np.pi * y.float() / classes
     coords = torch.linspace(-1, 1, size)
@@ -105,9 +108,9 @@ def synthetic_events(n: int, timesteps: int = 8, size: int = 64, classes: int = 
     on = (phase > 0) & (phase < 0.25)
     off = (phase < 0) & (phase > -0.25)
     frames = torch.stack([on, off], 2).float()
-    signal = frames.mean().item()
-    p_bg = max(0.0, (activity - signal) / max(1 - signal, 1e-6))
-    noise = torch.rand(frames.shape, generator=g) < p_bg
+    signal = frames.mean(dim=(1, 2, 3, 4), keepdim=True)          # per sample
+    p_bg = ((activity - signal) / (1 - signal).clamp(min=1e-6)).clamp(min=0.0)
+    noise = torch.rand(frames.shape, generator=g_noise) < p_bg
     return (frames.bool() | noise).float(), y
 
 
