@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from deploy.errors import ModelError
+from deploy.repro import reproducible
 
 FORMAT = "neurodeploy-ann"
 VERSION = 1
@@ -248,6 +249,7 @@ def _fit(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x if shape is None else x.reshape(len(x), *shape)
 
 
+@reproducible
 def fit(model: nn.Module, split, epochs: int = 20, lr: float = 2e-3, batch_size: int = 64,
         clip_decay: float = 5e-4, weight_decay: float = 0.0, seed: int = 0,
         progress: bool = False) -> list[dict[str, float]]:

@@ -25,6 +25,7 @@ from deploy.data import Split, fit_to_model
 from deploy.errors import DeployError, ModelError
 from deploy.io import native
 from deploy.io.atomic import atomic_write
+from deploy.repro import reproducible
 from deploy.snn.net import SpikingNet
 
 ANN_FORMAT = "neurodeploy-ann"
@@ -127,6 +128,7 @@ def build_ann(spec: dict[str, Any], seed: int = 0) -> ANN:
     return ANN(spec["layers"], tuple(spec["input_shape"]), spec.get("name", "ann"))
 
 
+@reproducible
 def train_ann(ann: ANN, split: Split, epochs: int = 5, lr: float = 2e-3, batch_size: int = 64,
               seed: int = 0, progress: bool = True) -> list[dict[str, float]]:
     """Train an ANN teacher with Adam and cross-entropy; returns per-epoch test accuracy."""

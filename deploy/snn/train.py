@@ -10,6 +10,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from deploy.data import Split, fit_to_model
+from deploy.repro import reproducible
 
 #: loss_fn(net, logits, y, out, x) -> scalar; default cross-entropy on the readout logits
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -32,6 +33,7 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int =
     return correct / max(len(x), 1)
 
 
+@reproducible
 def fit(net: nn.Module, split: Split, epochs: int = 20, lr: float = 2e-3, batch_size: int = 64,
         loss_fn: LossFn | None = None, seed: int = 0, progress: bool = True,
         weight_decay: float = 0.0) -> list[dict[str, float]]:
