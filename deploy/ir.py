@@ -14,6 +14,18 @@ Discrete-time neuron semantics (one step ``t``, input current ``x``)::
     v = v - s * threshold        # reset "subtract";  "zero": v = v * (1 - s)
 
 ``LI`` is the same membrane without spikes: its output is ``v``.
+
+Recurrent connections. A node may read a neuron layer's output *from the
+previous timestep*: such inputs are listed in ``inputs`` and also in the node's
+``recurrent`` list, and only they may name the same or a later node, so the
+graph stays a list in evaluation order. At step ``t`` a recurrent input
+delivers the neuron layer's output of step ``t - 1`` (zeros at ``t = 0``),
+e.g. an RNN layer ``s[t] = LIF(W_in x[t] + W_rec s[t-1])``. This is the
+discrete-time convention of nirtorch (an input from a "future" node is that
+node's previous output) and of snnTorch's ``RLeaky``. Every feedback loop
+therefore passes through a lif/li node, which holds the one-step delay; a
+recurrent input from a later node must feed a linear or add node (their
+shapes do not depend on it).
 """
 
 from __future__ import annotations
@@ -64,6 +76,8 @@ class Node:
     #: precision of stored quantities in bits, e.g. {"weight": 4, "threshold": 8};
     #: absent keys are float32.
     precision: dict[str, int] = field(default_factory=dict)
+    #: inputs (also listed in ``inputs``) read one timestep late: a lif/li node's previous output
+    recurrent: list[str] = field(default_factory=list)
 
     def out_shape(self, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         return in_shapes[0]
@@ -314,19 +328,63 @@ class Graph:
         return sum(n.params() for n in self.nodes)
 
     # -- shapes and validation ---------------------------------------------------
+    def recurrent_edges(self) -> list[tuple[str, str]]:
+        """(source, node) of every recurrent (one-step-delayed) input."""
+        return [(src, n.name) for n in self.nodes for src in n.recurrent]
+
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Output shape of every node (and of ``"input"``), validating on the way."""
         shapes: dict[str, tuple[int, ...]] = {"input": self.input_shape}
-        for n in self.nodes:
-            if n.name in shapes:
+        index: dict[str, int] = {}
+        for i, n in enumerate(self.nodes):
+            if n.name in index or n.name == "input":
                 raise ModelError(f"layer '{n.name}': duplicate layer name")
-            missing = [i for i in n.inputs if i not in shapes]
-            if not n.inputs or missing:
-                raise ModelError(f"layer '{n.name}': unknown input {missing[0] if missing else '(none)'}")
-            in_shapes = [shapes[i] for i in n.inputs]
+            index[n.name] = i
+        for n in self.nodes:
+            self._check_inputs(n, index)
+            in_shapes = input_shapes(n, shapes)
             n.validate(in_shapes)
             shapes[n.name] = tuple(int(s) for s in n.out_shape(in_shapes))
+        for n in self.nodes:  # recurrent inputs again, now that every shape is known
+            if n.recurrent:
+                in_shapes = [shapes[i] for i in n.inputs]
+                n.validate(in_shapes)
+                if tuple(int(s) for s in n.out_shape(in_shapes)) != shapes[n.name]:
+                    raise ModelError(f"layer '{n.name}': recurrent input shapes {in_shapes} do not fit")
         return shapes
+
+    def _check_inputs(self, n: Node, index: dict[str, int]) -> None:
+        """Only a recurrent input from a lif/li node may name this or a later node."""
+        for r in n.recurrent:
+            if r not in n.inputs:
+                raise ModelError(f"layer '{n.name}': recurrent input '{r}' is not one of its inputs")
+            if r not in index:
+                raise ModelError(f"layer '{n.name}': unknown input {r}")
+        for i in n.inputs:
+            src = self.nodes[index[i]] if i in index else None
+            late = src is not None and index[i] >= index[n.name]
+            if (i in n.recurrent or late) and src.kind not in NEURON_KINDS:
+                raise ModelError(f"layer '{n.name}': feedback loop {' -> '.join(self._loop(n.name, i))} "
+                                 "has no neuron layer (lif/li) to hold its one-step delay")
+            if late and i not in n.recurrent:
+                raise ModelError(f"layer '{n.name}': input '{i}' comes at or after it; list it in "
+                                 "'recurrent' to read its previous timestep")
+
+    def _loop(self, start: str, end: str) -> list[str]:
+        """Names on a forward path start -> ... -> end, closed by the edge end -> start."""
+        prev: dict[str, str] = {start: ""}
+        queue = [start]
+        while queue and end not in prev:
+            cur = queue.pop(0)
+            for c in self.consumers(cur):
+                if c.name not in prev and cur not in c.recurrent:
+                    prev[c.name] = cur
+                    queue.append(c.name)
+        path = [end]
+        while end in prev and prev[end]:
+            end = prev[end]
+            path.insert(0, end)
+        return ([start] if path[0] != start else []) + path + [start]
 
     def validate(self) -> Graph:
         if not self.nodes:
@@ -364,6 +422,8 @@ class Graph:
             entry: dict[str, Any] = {"type": n.kind}
             for f in dataclasses.fields(n):
                 val = getattr(n, f.name)
+                if f.name == "recurrent" and not val:
+                    continue
                 if isinstance(val, np.ndarray):
                     tensors[f"{n.name}.{f.name}"] = val
                     entry[f.name] = {"tensor": f"{n.name}.{f.name}"}
@@ -442,6 +502,28 @@ class Graph:
         shapes, mem = self.shapes(), self.memory_bytes()
         return [{"name": n.name, "kind": n.kind, "shape": shapes[n.name], "params": n.params(),
                  "memory_bytes": mem[n.name]} for n in self.nodes]
+
+
+def input_shapes(node: Node, shapes: dict[str, tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Shapes of ``node``'s inputs looked up in ``shapes``. A recurrent input not shaped yet
+    (it names a later node) gets the shape the node implies: a linear layer's input width,
+    or the shape of an add's other inputs; :meth:`Graph.shapes` checks it afterwards."""
+    known = {i: shapes[i] for i in node.inputs if i in shapes}
+    missing = [i for i in node.inputs if i not in known]
+    plain = [i for i in missing if i not in node.recurrent]
+    if not node.inputs or plain:
+        raise ModelError(f"layer '{node.name}': unknown input {plain[0] if plain else '(none)'}")
+    if missing:
+        w = getattr(node, "weight", None)
+        if isinstance(node, Linear) and isinstance(w, np.ndarray) and w.ndim == 2:
+            guess: tuple[int, ...] = (int(w.shape[1]),)
+        elif isinstance(node, Add) and known:
+            guess = next(iter(known.values()))
+        else:
+            raise ModelError(f"layer '{node.name}': its recurrent input '{missing[0]}' comes later, so it "
+                             f"must feed a linear or add layer, not {node.kind}")
+        known.update({i: guess for i in missing})
+    return [known[i] for i in node.inputs]
 
 
 def beta_from_tau(tau: float, dt: float = 1.0) -> float:

@@ -108,6 +108,8 @@ def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
                 la.spike_rate = la.spikes / (la.neurons * t_steps)
         if node.kind in ir.SYNAPSE_KINDS:
             x = values[node.inputs[0]]
+            if node.inputs[0] in node.recurrent:  # delivered one step late: the last step never arrives
+                x = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
             n_in = int(np.prod(shapes[node.inputs[0]]))
             la.input_events = float((x != 0).sum()) / batch
             la.input_rate = la.input_events / (n_in * t_steps)

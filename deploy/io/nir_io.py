@@ -27,9 +27,13 @@ reset "zero"). Export writes ``tau = dt/(1 - beta)``, ``r = tau/dt`` (so
 while other NIR tools reset to ``v_reset``; export warns about it.
 
 Multiple edges into a NIR node are summed (an IR ``Add`` node); export writes
-an ``Add`` as ``Scale(1)``. Graph metadata carries ``dt``, ``timesteps``,
-``encoding`` and ``name``; node metadata carries ``precision``,
-``weight_scale`` and conv ``has_bias``. NIR files written with a different step
+an ``Add`` as ``Scale(1)``. A feedback loop (e.g. a LIF whose spikes return to
+its input through an Affine, the NIR paper's Braille RNN) must pass through a
+neuron: the edge leaving the loop's last neuron becomes a recurrent input, read
+one step late (see :mod:`deploy.ir`); export writes it as a plain edge.
+Graph metadata carries ``dt``, ``timesteps``, ``encoding`` and ``name``; node
+metadata carries ``precision``, ``weight_scale`` and conv ``has_bias``.
+NIR files written with a different step
 (snnTorch uses ``dt = 1e-4``) load with ``from_nir(path, dt=1e-4)``.
 """
 
@@ -201,7 +205,9 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
         raise ModelError(f"{path}: not a readable NIR file ({_first_line(exc)})") from None
 
 
-def _topo_order(nodes: dict[str, Any], edges: list) -> tuple[list[str], dict[str, list[str]]]:
+def _topo_order(nodes: dict[str, Any], edges: list
+                ) -> tuple[list[str], dict[str, list[str]], set[tuple[str, str]]]:
+    """Evaluation order, predecessors, and the fed-back edges left out of the order."""
     preds: dict[str, list[str]] = {k: [] for k in nodes}
     succs: dict[str, list[str]] = {k: [] for k in nodes}
     for edge in edges:
@@ -211,8 +217,9 @@ def _topo_order(nodes: dict[str, Any], edges: list) -> tuple[list[str], dict[str
         if src not in preds[dst]:
             preds[dst].append(src)
             succs[src].append(dst)
+    delayed = _feedback_edges(nodes, succs)
     index = {k: i for i, k in enumerate(nodes)}
-    indeg = {k: len(v) for k, v in preds.items()}
+    indeg = {k: sum((p, k) not in delayed for p in v) for k, v in preds.items()}
     ready = [(index[k], k) for k in nodes if indeg[k] == 0]
     heapq.heapify(ready)
     order = []
@@ -220,14 +227,59 @@ def _topo_order(nodes: dict[str, Any], edges: list) -> tuple[list[str], dict[str
         _, k = heapq.heappop(ready)
         order.append(k)
         for s in succs[k]:
+            if (k, s) in delayed:
+                continue
             indeg[s] -= 1
             if indeg[s] == 0:
                 heapq.heappush(ready, (index[s], s))
     if len(order) < len(nodes):
         stuck = next(k for k in nodes if k not in order)
-        raise ModelError(f"NIR graph has a cycle through node '{stuck}' (recurrent networks are "
-                         "not supported)")
-    return order, preds
+        raise ModelError(f"NIR graph has a cycle through node '{stuck}' that no neuron delays")
+    return order, preds, delayed
+
+
+NEURONS = (nir.LIF, nir.IF, nir.CubaLIF, nir.LI, nir.I)
+
+
+def _fed_back(key: str) -> str:
+    """Stand-in name of a fed-back NIR node until its layer exists."""
+    return f"{key} (fed back)"
+
+
+def _feedback_edges(nodes: dict[str, Any], succs: dict[str, list[str]]) -> set[tuple[str, str]]:
+    """Edges that carry a neuron's previous-step output: one per feedback loop.
+
+    A depth-first walk from the Input finds each loop; the delay goes on the edge
+    leaving the loop's last neuron, so the forward path keeps no extra delay (as
+    nirtorch, which feeds a node's previous output to nodes that run before it).
+    Raises ModelError for a loop with no neuron (no state, no delay)."""
+    delayed: set[tuple[str, str]] = set()
+    state: dict[str, int] = {}
+    roots = sorted(nodes, key=lambda k: not isinstance(nodes[k], nir.Input))
+    for root in roots:
+        if root in state:
+            continue
+        path, stack = [root], [iter(succs[root])]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                loop = path[path.index(nxt):] + [nxt]
+                if any(e in delayed for e in zip(loop[:-1], loop[1:], strict=True)):
+                    continue
+                cells = [i for i, k in enumerate(loop[:-1]) if isinstance(nodes[k], NEURONS)]
+                if not cells:
+                    raise ModelError(f"NIR graph has a cycle through node '{nxt}' with no neuron to delay it: "
+                                     f"{' -> '.join(loop)}")
+                delayed.add((loop[cells[-1]], loop[cells[-1] + 1]))
+            elif nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(succs[nxt]))
+    return delayed
 
 
 @dataclass
@@ -336,13 +388,24 @@ def _import_synapse(name: str, node: nir.NIRNode, inputs: list[str]) -> ir.Node:
 
 def _fold(graph_nodes: list[ir.Node], neuron: ir.Node, gain: np.ndarray, const: np.ndarray,
           shape: tuple[int, ...]) -> None:
-    """Fold a neuron's input gain and constant drive into the synapse that feeds it."""
+    """Fold a neuron's input gain and constant drive into the synapse that feeds it, or into
+    every synapse of a sum feeding only it (e.g. feed-forward plus recurrent input)."""
     if np.all(gain == 1) and np.all(const == 0):
         return
     src = neuron.inputs[0]
+    head = next((n for n in graph_nodes if n.name == src), None)
+    if isinstance(head, ir.Add) and [n.name for n in graph_nodes if src in n.inputs] == [neuron.name]:
+        for k, branch in enumerate(head.inputs):
+            _fold_into(graph_nodes, neuron, head.name, branch, gain, const * (k == 0), shape)
+        return
+    _fold_into(graph_nodes, neuron, neuron.name, src, gain, const, shape)
+
+
+def _fold_into(graph_nodes: list[ir.Node], neuron: ir.Node, user: str, src: str, gain: np.ndarray,
+               const: np.ndarray, shape: tuple[int, ...]) -> None:
     syn = next((n for n in graph_nodes if n.name == src), None)
     users = [n.name for n in graph_nodes if src in n.inputs]
-    if syn is None or syn.kind not in ir.SYNAPSE_KINDS or users != [neuron.name]:
+    if syn is None or syn.kind not in ir.SYNAPSE_KINDS or users != [user]:
         raise ModelError(f"layer '{neuron.name}': its input gain r*dt/tau or leak v_leak needs a "
                          f"linear/conv input used by nothing else, and '{src}' is not one")
     if isinstance(syn, ir.Conv2d):
@@ -374,7 +437,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
         raise ModelError(f"expected a NIR graph or file, got {type(graph_or_path).__name__}")
     meta = dict(g.metadata or {}) if isinstance(g.metadata, dict) else {}
     dt = float(dt if dt is not None else meta.get("dt", 1.0))
-    order, preds = _topo_order(g.nodes, g.edges)
+    order, preds, delayed = _topo_order(g.nodes, g.edges)
     ins = [k for k in order if isinstance(g.nodes[k], nir.Input)]
     outs = [k for k in order if isinstance(g.nodes[k], nir.Output)]
     if len(ins) != 1 or len(outs) != 1:
@@ -389,7 +452,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
     folds: list[tuple[ir.Node, np.ndarray, np.ndarray, tuple[int, ...]]] = []
 
     def add(node: ir.Node) -> None:
-        in_shapes = [shapes[i] for i in node.inputs]
+        in_shapes = ir.input_shapes(node, shapes)
         node.validate(in_shapes)
         shapes[node.name] = tuple(int(s) for s in node.out_shape(in_shapes))
         nodes.append(node)
@@ -404,21 +467,25 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
         node = g.nodes[key]
         if key in ins or key in outs:
             continue
-        name, srcs = unique(key), [ref[p] for p in preds[key]]
+        name, srcs = unique(key), [_fed_back(p) if (p, key) in delayed else ref[p] for p in preds[key]]
+        late = [_fed_back(p) for p in preds[key] if (p, key) in delayed]
         kind = type(node).__name__
         if not srcs:
             raise ModelError(f"layer '{name}': NIR node has no input")
+        if late and not (len(srcs) > 1 or isinstance(node, (nir.Affine, nir.Linear))):
+            raise ModelError(f"layer '{name}': a fed-back neuron output must enter through an Affine/Linear "
+                             f"node or a sum of inputs, not {kind}")
         if isinstance(node, nir.Scale) and np.all(np.asarray(node.scale) == 1):
             if len(srcs) == 1:
                 ref[key] = srcs[0]
             else:
-                add(ir.Add(name, srcs))
+                add(ir.Add(name, srcs, recurrent=late))
                 ref[key] = name
             continue
         if len(srcs) > 1:
-            add(ir.Add(unique(f"{key}_sum"), srcs))
-            srcs = [nodes[-1].name]
-        shape = shapes[srcs[0]]
+            add(ir.Add(unique(f"{key}_sum"), srcs, recurrent=late))
+            srcs, late = [nodes[-1].name], []
+        shape = shapes.get(srcs[0], ())
         if isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)):
             new = _import_synapse(name, node, srcs)
         elif isinstance(node, nir.Flatten):
@@ -447,6 +514,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
         precision = (node.metadata or {}).get("precision")
         if isinstance(precision, dict):
             new.precision = {str(k): int(v) for k, v in precision.items()}
+        new.recurrent = late
         add(new)
         ref[key] = name
     out_srcs = [ref[p] for p in preds[outs[0]]]
@@ -455,6 +523,9 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
         out_srcs = [nodes[-1].name]
     if not out_srcs or out_srcs[0] == "input":
         raise ModelError(f"{origin}: NIR graph has no layers between Input and Output")
+    back = {_fed_back(p): ref[p] for p, _ in delayed}
+    for n in nodes:  # fed-back inputs now name the neuron layers they read
+        n.inputs, n.recurrent = [back.get(i, i) for i in n.inputs], [back[i] for i in n.recurrent]
     for neuron, gain, const, shape in folds:
         _fold(nodes, neuron, gain, const, shape)
     nodes = _ending_at(nodes, out_srcs[0])

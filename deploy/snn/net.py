@@ -4,6 +4,12 @@ Execution is layer-major: each node maps a time-major tensor ``(T, B, ...)`` to
 the next, so stateless layers (linear, conv, pooling) run once on all
 timesteps and only the neurons loop over time. Targets swap modules (e.g. a
 crossbar model in place of ``nn.Linear``) and reuse the same forward.
+
+Recurrent inputs (see :mod:`deploy.ir`) deliver the previous step's output. The
+nodes from the first reader of a fed-back output to its source run step by
+step: synapses on one step, time-aware modules (neurons) on the inputs so far,
+keeping the last step, so their dynamics stay those of their own ``forward``
+(quadratic in T for those nodes only).
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class SpikingNet(nn.Module):
         self.graph = graph.copy()
         self.graph.validate()
         self.layers = nn.ModuleDict({n.name: module_for(n) for n in self.graph.nodes})
+        self._shapes = self.graph.shapes()
+        self._spans = recurrent_spans(self.graph)
 
     # -- running -------------------------------------------------------------------
     @property
@@ -107,9 +115,15 @@ class SpikingNet(nn.Module):
         s = x if encoded else self.encode(x, generator)
         t_steps, batch = s.shape[:2]
         values: dict[str, torch.Tensor] = {"input": s}
-        for node in self.graph.nodes:
+        nodes, i = self.graph.nodes, 0
+        while i < len(nodes):
+            if i in self._spans:
+                self._run_steps(nodes[i:self._spans[i] + 1], values)
+                i = self._spans[i] + 1
+                continue
+            node, i = nodes[i], i + 1
             layer = self.layers[node.name]
-            ins = [values[i] for i in node.inputs]
+            ins = [delayed(values[n]) if n in node.recurrent else values[n] for n in node.inputs]
             if node.kind in TIME_AWARE_KINDS:
                 out = layer(*ins)
             else:
@@ -121,6 +135,30 @@ class SpikingNet(nn.Module):
         if not record:
             values = {}
         return out, values
+
+    def _run_steps(self, segment: list[ir.Node], values: dict[str, torch.Tensor]) -> None:
+        """Run ``segment`` (a span closed by recurrent inputs) one timestep at a time."""
+        ref = values["input"]
+        t_steps, batch = ref.shape[:2]
+        outs: dict[str, list[torch.Tensor]] = {n.name: [] for n in segment}
+        seen: dict[str, list[list[torch.Tensor]]] = {n.name: [] for n in segment}
+
+        def read(src: str, t: int) -> torch.Tensor:
+            return outs[src][t] if src in outs else values[src][t]
+
+        for t in range(t_steps):
+            for node in segment:
+                ins = [(read(n, t - 1) if t else ref.new_zeros(batch, *self._shapes[n]))
+                       if n in node.recurrent else read(n, t) for n in node.inputs]
+                layer = self.layers[node.name]
+                if node.kind in TIME_AWARE_KINDS:
+                    seen[node.name].append(ins)
+                    hist = [torch.stack([step[k] for step in seen[node.name]]) for k in range(len(ins))]
+                    y = layer(*hist)[-1]
+                else:
+                    y = layer(*ins)
+                outs[node.name].append(y)
+        values.update({name: torch.stack(ys) for name, ys in outs.items()})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.run(x)[0]
@@ -151,6 +189,25 @@ class SpikingNet(nn.Module):
             elif node.kind in EXTRA_WRITEBACK:
                 EXTRA_WRITEBACK[node.kind](node, m)
         return g.validate()
+
+
+def delayed(x: torch.Tensor) -> torch.Tensor:
+    """A time-major tensor one step late: zeros at t = 0, then ``x[t - 1]``."""
+    return torch.cat([torch.zeros_like(x[:1]), x[:-1]])
+
+
+def recurrent_spans(graph: ir.Graph) -> dict[int, int]:
+    """{first: last} node indices of the spans that must run step by step: from a node
+    reading a recurrent input to that input's source (overlapping spans merged)."""
+    index = {n.name: i for i, n in enumerate(graph.nodes)}
+    spans = sorted((index[dst], index[src]) for src, dst in graph.recurrent_edges() if index[src] >= index[dst])
+    merged: list[list[int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return {a: b for a, b in merged}
 
 
 def logits(graph: ir.Graph, out: torch.Tensor) -> torch.Tensor:

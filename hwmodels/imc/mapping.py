@@ -145,7 +145,13 @@ def _graph_quant(node: ir.Node, cfg: ImcConfig) -> tuple[int, bool]:
 
 
 def check_graph(graph: ir.Graph, cfg: ImcConfig) -> list[Violation]:
-    """Resource violations: kernel windows taller than an array, grouped convolutions."""
+    """Resource violations: kernel windows taller than an array, grouped convolutions.
+    Recurrent connections raise TargetError: the cost model pipelines layers over
+    timesteps, which a feedback loop forbids."""
+    for src, dst in graph.recurrent_edges():
+        name = "imc-adc" if cfg.adc_bits > 1 or cfg.adc_share > 1 else "imc"
+        raise TargetError(f"target '{name}' does not run recurrent connections (layer '{dst}' reads '{src}' "
+                          "from the previous step)")
     out = []
     for node in graph.synapses():
         if isinstance(node, ir.Conv2d):

@@ -148,10 +148,13 @@ def convert(lowered: Lowered, graph: ir.Graph, fmt: Formats) -> LoihiNetwork:
                      "trained with reset 'subtract' and run with reset to zero")
     for lif in lowered.lifs:
         incoming = [fc for fc in lowered.connections if fc.target == lif.name]
-        start = max(starts[fc.source] + 1 for fc in incoming)
+        forward = [fc for fc in incoming if not fc.recurrent]
+        if not forward:
+            raise TargetError(f"layer '{lif.name}': only recurrent input reaches it; nothing drives it")
+        start = max(starts[fc.source] + 1 for fc in forward)
         starts[lif.name] = start
         for fc in incoming:
-            delay = start - starts[fc.source] - 1
+            delay = start - starts[fc.source] - 1 + fc.recurrent  # a recurrent input arrives one step later
             if delay > fmt.max_delay:
                 raise TargetError(f"layer '{fc.owner}': the path from '{fc.source}' needs a delay of {delay} "
                                   f"steps to stay aligned, Loihi synapses delay at most {fmt.max_delay}")
@@ -231,7 +234,7 @@ def _population(lif: ir.LIF, incoming: list[FloatConnection], shape: tuple[int, 
     if u_need > fmt.u_max:
         overflow(lif.name, "the worst-case synaptic current (24-bit u)", u_need, fmt.u_max)
     for c, fc in zip(conns, incoming, strict=True):
-        c.delay = start - starts[fc.source] - 1
+        c.delay = start - starts[fc.source] - 1 + fc.recurrent
         c.graded = fc.source == INPUT and graded
 
     s = vth / theta

@@ -7,7 +7,12 @@ An ``add`` in front of a LIF sums several paths into the same ``a_in`` (the
 identity shortcut of a residual block is a path with no node: an identity
 matrix). A path that is exactly one conv2d stays a convolution; any other
 path is folded into one dense matrix by probing it with unit inputs.
-Floats only; :mod:`hwmodels.loihi.fixed_point` quantizes the result.
+A path read as a recurrent input (the previous step's spikes, see
+:mod:`deploy.ir`) is a dense connection marked ``recurrent``; Loihi runs a
+population's recurrent connection to itself (a Dense from its ``s_out`` back to
+its ``a_in``, whose own one-step delay is the IR's) and delayed input from an
+earlier population, not feedback from a later one. Floats only;
+:mod:`hwmodels.loihi.fixed_point` quantizes the result.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class FloatConnection:
     groups: int = 1
     precision: int | None = None    # weight bits of a single quantized synapse node
     weight_scale: np.ndarray | None = None
+    recurrent: bool = False         # reads the source's previous-step spikes
 
     def dense_matrix(self) -> np.ndarray:
         """The connection as a dense (out, in) matrix (torch flat order)."""
@@ -96,6 +102,7 @@ def lower(graph: ir.Graph, target: str) -> Lowered:
     lifs = [n for n in graph.nodes if isinstance(n, ir.LIF)]
     out = Lowered(lifs=lifs, shapes=shapes)
     used: set[str] = set()
+    order = {n.name: i for i, n in enumerate(lifs)}
     for lif in lifs:
         head = graph[lif.inputs[0]] if lif.inputs[0] != INPUT else None
         if isinstance(head, ir.Add):
@@ -106,7 +113,17 @@ def lower(graph: ir.Graph, target: str) -> Lowered:
             chain, source = _trace(graph, start, lif.name)
             used.update(n.name for n in chain)
             owner = _owner(chain, head if isinstance(head, ir.Add) else None, lif)
-            out.connections.append(_connect(chain, source, lif.name, owner, shapes))
+            fc = _connect(chain, source, lif.name, owner, shapes)
+            reader = chain[0] if chain else (head if isinstance(head, ir.Add) else lif)
+            fc.recurrent = source in reader.recurrent
+            if fc.recurrent and order[source] > order[lif.name]:
+                raise TargetError(f"layer '{owner}': feedback from the later layer '{source}' into '{lif.name}' "
+                                  f"is not supported on target '{target}' (a layer's recurrent connection to "
+                                  "itself is)")
+            if fc.recurrent and fc.kind == "conv":
+                fc.weight, fc.kind = fc.dense_matrix(), "dense"
+                fc.stride, fc.padding, fc.dilation, fc.groups = (1, 1), (0, 0), (1, 1), 1
+            out.connections.append(fc)
     orphans = [n.name for n in graph.nodes if n.kind != "lif" and n.name not in used]
     if orphans:
         raise TargetError(f"layer '{orphans[0]}': its output reaches no lif layer; Loihi computes "

@@ -14,7 +14,9 @@ runs for a :class:`~hwmodels.loihi.network.LoihiNetwork`:
 
 Synaptic layers are stateless, so each runs once on all steps and samples
 (one matmul or conv in float64, exact for these integer ranges); only the
-neurons loop over time.
+neurons loop over time. A population's recurrent Dense (source = target) runs
+inside that loop: its spikes of step ``t`` reach its own ``a_in`` at step
+``t + 1 + delay``, as the Dense's one-step buffer delivers them in Lava.
 """
 
 from __future__ import annotations
@@ -88,20 +90,27 @@ def connection_output(net: LoihiNetwork, conn: Connection, src: torch.Tensor) ->
     return out
 
 
-def synaptic_input(net: LoihiNetwork, pop: Population, messages: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``a_in`` of a population at every step: the int32 sum of its connections."""
+def synaptic_input(net: LoihiNetwork, pop: Population, messages: dict[str, torch.Tensor],
+                   skip: str | None = None) -> torch.Tensor:
+    """``a_in`` of a population at every step: the int32 sum of its connections (but those
+    from ``skip``)."""
     total = None
     for conn in net.incoming(pop.name):
+        if conn.source == skip:
+            continue
         a = connection_output(net, conn, messages[conn.source])
         total = a if total is None else wrap32(total + a)
     return total
 
 
-def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False) -> dict[str, torch.Tensor]:
+def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
+            loops: list[Connection] | tuple = ()) -> dict[str, torch.Tensor]:
     """Bit-accurate CUBA LIF over all steps; a_in (steps, B, n) int64 -> spikes (steps, B, n) uint8.
 
-    The int32 wrap-arounds and the 24-bit wrap of ``u`` are applied only when
-    the input's range can reach them (checked once, up front).
+    ``loops``: the population's recurrent dense connections to itself, added to
+    ``a_in`` step by step. The int32 wrap-arounds and the 24-bit wrap of ``u`` are
+    applied only when the input's range can reach them (checked once, up front;
+    always with loops, where wrapping an in-range value changes nothing).
     """
     steps, batch, n = a_in.shape
     u = torch.zeros(batch, n, dtype=torch.int64)
@@ -120,10 +129,22 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False) -> 
     u_wraps = a_max * (1 << DECAY_SHIFT) / (pop.du + 1) >= _MAX_UV
     sum_wraps = u_wraps or a_max + _MAX_UV >= 2 ** 31
     v_wraps = u_wraps or 3 * _MAX_UV + int(np.abs(pop.effective_bias()).max(initial=0)) >= 2 ** 31
+    rec = [(torch.from_numpy(lava_dense_weights(c.weight, c.num_weight_bits, c.sign_mode).astype(np.float64)),
+            c.weight_exp, 1 + c.delay) for c in loops]
+    if rec:
+        u_wraps = sum_wraps = v_wraps = True
     spikes = torch.zeros(steps, batch, n, dtype=torch.uint8)
     states = {"u": [], "v": []}
     for t in range(steps):
-        cur = shift_right_toward_zero(u * ku, DECAY_SHIFT) + drive[t]
+        d_t = drive[t]
+        if rec:
+            a_t = a_in[t]
+            for w, e, lag in rec:
+                if t >= lag:
+                    r = torch.round(spikes[t - lag].to(torch.float64) @ w.T).to(torch.int64)
+                    a_t = wrap32(a_t + wrap32(r << e if e > 0 else r >> -e))
+            d_t = wrap32(a_t << ACT_SHIFT)
+        cur = shift_right_toward_zero(u * ku, DECAY_SHIFT) + d_t
         if sum_wraps:
             cur = wrap32(cur)
         if u_wraps:
@@ -161,7 +182,8 @@ def run(net: LoihiNetwork, xq: torch.Tensor, record_state: bool = False) -> dict
     out: dict[str, torch.Tensor] = {INPUT: xq.reshape(xq.shape[0], xq.shape[1], -1)}
     with torch.no_grad():
         for pop in net.populations:
-            res = lif_run(pop, synaptic_input(net, pop, out), record_state)
+            loops = [c for c in net.incoming(pop.name) if c.source == pop.name]
+            res = lif_run(pop, synaptic_input(net, pop, out, skip=pop.name), record_state, loops)
             out[pop.name] = res["spikes"]
             if record_state:
                 out[f"{pop.name}.u"], out[f"{pop.name}.v"] = res["u"], res["v"]
