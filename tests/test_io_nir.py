@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import warnings
 
 import nir
@@ -220,7 +221,7 @@ def test_dt_is_honoured_for_files_from_other_tools():
     graph = nir.NIRGraph.from_list(
         nir.Affine(weight=np.eye(3, dtype=np.float32), bias=np.zeros(3, np.float32)),
         nir.LIF(tau=np.full(3, tau), r=np.full(3, tau / dt), v_leak=np.zeros(3), v_threshold=np.ones(3)))
-    with pytest.raises(ModelError, match=r"layer 'lif': tau 0.001 gives decay .* pass the dt"):
+    with pytest.raises(ModelError, match=r"layer 'lif': tau = 0.001 s .* --dt SECONDS"):
         from_nir(graph)
     g = from_nir(graph, dt=dt)
     assert g["lif"].beta == pytest.approx(beta) and np.allclose(g["affine"].weight, np.eye(3))
@@ -259,3 +260,106 @@ def test_export_refuses_max_pool_and_leaves_no_file(tmp_path):
     with pytest.raises(ModelError, match="layer 'pool2d0': NIR has no max pooling"):
         write_nir(graph, tmp_path / "m.nir")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- what other exporters write: batch dimensions, 0-d parameters, v_reset arrays, missing dt -------
+def _lif_graph(n_in, n, shape_of, in_type, out_type, dt=1.0, **params):
+    """Affine -> LIF with every neuron parameter reshaped by ``shape_of`` (0-d, (1,), (n,), (1, n))."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(0.4, 0.5, (n, n_in)).astype(np.float32)
+    b = rng.normal(0, 0.1, n).astype(np.float32)
+    p = {"tau": 4.0 * dt, "r": 2.0, "v_leak": 0.0, "v_threshold": 0.9, "v_reset": 0.0, **params}
+    nodes = {"in": nir.Input(input_type={"input": np.array(in_type)}), "fc": nir.Affine(weight=w, bias=b),
+             "lif": nir.LIF(**{k: shape_of(v) for k, v in p.items()}),
+             "out": nir.Output(output_type={"output": np.array(out_type)})}
+    return nir.NIRGraph(nodes=nodes, edges=[("in", "fc"), ("fc", "lif"), ("lif", "out")], type_check=False), w, b, p
+
+
+@pytest.mark.parametrize("form", ["0-d", "1-element", "per-neuron", "per-neuron with batch dim"])
+def test_parameter_forms_and_batch_dims_match_euler_simulation(form, tmp_path):
+    n_in, n = 6, 5
+    shape_of = {"0-d": lambda v: np.array(v, np.float64),
+                "1-element": lambda v: np.full(1, v, np.float64),
+                "per-neuron": lambda v: np.full(n, v, np.float64),
+                "per-neuron with batch dim": lambda v: np.full((1, n), v, np.float64)}[form]
+    graph, w, b, p = _lif_graph(n_in, n, shape_of, [1, n_in], [1, n])  # norse/nirtorch-style types
+    if form != "0-d":  # nir.write cannot store 0-d arrays; the others go through a file
+        nir.write(tmp_path / "m.nir", graph)
+        graph = tmp_path / "m.nir"
+    imported = from_nir(graph)
+    assert imported.input_shape == (n_in,) and [m.kind for m in imported.nodes] == ["linear", "lif"]
+    assert isinstance(imported["lif"].beta, float) and imported["lif"].beta == pytest.approx(0.75)
+    spikes = (np.random.default_rng(2).random((10, 8, n_in)) < 0.5).astype(np.float32)
+    full = {k: np.full(n, v) for k, v in p.items()}
+    ref, margin = euler_reference("LIF", full, w.astype(np.float64), b.astype(np.float64), spikes)
+    assert margin > 1e-4 and 0.05 < ref.mean() < 0.9
+    np.testing.assert_array_equal(run(imported, torch.from_numpy(spikes), encoded=True)["lif"].numpy(), ref)
+
+
+def test_leading_one_is_a_channel_when_the_first_layer_needs_it():
+    conv = nir.Conv2d(input_shape=(4, 4), weight=np.ones((2, 1, 3, 3), np.float32), stride=1, padding=1,
+                      dilation=1, groups=1, bias=np.zeros(2, np.float32))
+    flat = nir.Flatten(input_type={"input": np.array([1, 2, 4, 4])}, start_dim=1)  # counts the batch dim
+    nodes = {"in": nir.Input(input_type={"input": np.array([1, 4, 4])}), "conv": conv, "flat": flat,
+             "fc": nir.Linear(weight=np.ones((3, 32), np.float32)),
+             "if": nir.IF(r=np.ones(1), v_threshold=np.ones(1)),
+             "out": nir.Output(output_type={"output": np.array([1, 3])})}
+    edges = [("in", "conv"), ("conv", "flat"), ("flat", "fc"), ("fc", "if"), ("if", "out")]
+    g = from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+    assert g.input_shape == (1, 4, 4) and [m.kind for m in g.nodes] == ["conv2d", "flatten", "linear", "lif"]
+    nodes["in"] = nir.Input(input_type={"input": np.array([1, 1, 4, 4])})  # with a batch dimension
+    assert from_nir(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)).input_shape == (1, 4, 4)
+
+
+def test_per_neuron_v_reset_array(tmp_path):
+    graph, *_ = _lif_graph(4, 3, lambda v: np.full(3, v, np.float64), [4], [3])
+    nir.write(tmp_path / "m.nir", graph)
+    assert from_nir(tmp_path / "m.nir")["lif"].reset == "zero"
+    graph.nodes["lif"].v_reset = np.array([0.0, 0.0, 0.25])
+    with pytest.raises(ModelError, match=r"^layer 'lif': v_reset must be 0 .* got 0.25$"):
+        from_nir(graph)
+
+
+def test_declared_shapes_are_checked():
+    graph, *_ = _lif_graph(4, 3, lambda v: np.full(3, v, np.float64), [1, 4], [1, 7])
+    with pytest.raises(ModelError, match=r"Output node 'out' declares shape \(7,\), but the layers before it "
+                                         r"compute \(3,\)"):
+        from_nir(graph)
+    graph, *_ = _lif_graph(4, 3, lambda v: np.full(3, v, np.float64), [4], [3])
+    graph.nodes["lif"].tau = np.full(2, 4.0)
+    with pytest.raises(ModelError, match=r"layer 'lif': tau of shape \(2,\) does not fit neurons of shape \(3,\)"):
+        from_nir(graph)
+
+
+def _suggested_dt(message: str) -> float:
+    return float(re.search(r"\(--dt (\S+) gives decay", message).group(1))
+
+
+@pytest.mark.parametrize("dt,where", [(None, r"dt = 1 \(the file stores no time step\)"),
+                                      (5e-5, r"--dt 5e-05"), ("file", r"dt = 0.002 s from the file's metadata")])
+def test_bad_dt_names_layer_tau_and_a_dt_that_works(dt, where):
+    tau = 2e-5  # a norse-style time constant (pre-scaled by 1e-3)
+    graph, *_ = _lif_graph(4, 3, lambda v: np.full(3, v, np.float64), [4], [3], tau=tau)
+    graph.nodes["lif"].tau = np.array([tau, 3e-5, 4e-5])
+    if dt == "file":
+        graph.metadata["dt"], dt = 0.002, None
+    with pytest.raises(ModelError) as exc:
+        from_nir(graph, dt=dt)
+    msg = str(exc.value)
+    assert re.match(rf"layer 'lif': tau = 2e-05 s with {where} gives decay 1 - dt/tau = -?\d", msg), msg
+    assert "--dt SECONDS" in msg and "\n" not in msg
+    good = _suggested_dt(msg)
+    assert good <= tau / 10  # the suggestion really works: a decay in (0, 1) for every neuron
+    beta = from_nir(graph, dt=good)["lif"].beta
+    assert np.all((np.asarray(beta) > 0) & (np.asarray(beta) < 1))
+    np.testing.assert_allclose(beta, 1 - good / graph.nodes["lif"].tau, rtol=1e-6)
+
+
+def test_dt_equal_to_tau_is_refused_only_when_dt_is_unknown():
+    graph, *_ = _lif_graph(4, 3, lambda v: np.full(3, v, np.float64), [4], [3], tau=1.0)
+    with pytest.raises(ModelError, match=r"gives decay 1 - dt/tau = 0 \(no memory\)"):
+        from_nir(graph)
+    assert from_nir(graph, dt=1.0)["lif"].beta == 0.0  # an explicit step is taken at its word
+    for bad in (0.0, -1e-3, float("nan"), "fast"):
+        with pytest.raises(ModelError, match="dt must be a positive number of seconds"):
+            from_nir(graph, dt=bad)

@@ -53,11 +53,13 @@ def from_torch(module: nn.Module, sample_input: torch.Tensor | tuple[int, ...] |
 
 def load_model(spec: str | Path | ir.Graph | nn.Module, trust_pickle: bool = False,
                weights: str | Path | None = None, *, input_shape: tuple[int, ...] | None = None,
-               timesteps: int | None = None, encoding: str | None = None) -> ir.Graph:
+               timesteps: int | None = None, encoding: str | None = None,
+               dt: float | None = None) -> ir.Graph:
     """Load any supported model source as a validated Graph (see the module docstring).
 
     ``input_shape``, ``timesteps`` and ``encoding`` complete torch modules (which do
-    not store them) and, when given, override what a file stores.
+    not store them) and, when given, override what a file stores. ``dt`` (seconds) is
+    the step that discretizes a NIR file's time constants (see :mod:`deploy.io.nir_io`).
     """
     if isinstance(spec, ir.Graph):
         graph = spec.copy()
@@ -68,7 +70,7 @@ def load_model(spec: str | Path | ir.Graph | nn.Module, trust_pickle: bool = Fal
     else:
         if weights is not None:
             raise ModelError(f"{spec}: --weights applies only to a file.py:factory model")
-        graph = _from_file(Path(spec), trust_pickle, input_shape, timesteps, encoding)
+        graph = _from_file(Path(spec), trust_pickle, input_shape, timesteps, encoding, dt)
     if timesteps is not None:
         graph.timesteps = int(timesteps)
     if encoding is not None:
@@ -76,7 +78,8 @@ def load_model(spec: str | Path | ir.Graph | nn.Module, trust_pickle: bool = Fal
     return graph.validate()
 
 
-def _from_file(path: Path, trust_pickle: bool, input_shape, timesteps, encoding) -> ir.Graph:
+def _from_file(path: Path, trust_pickle: bool, input_shape, timesteps, encoding,
+               dt: float | None = None) -> ir.Graph:
     if path.is_dir():
         raise ModelError(f"{path}: is a directory, not a model file")
     if not path.is_file():
@@ -87,7 +90,7 @@ def _from_file(path: Path, trust_pickle: bool, input_shape, timesteps, encoding)
             head = f.read(8)
         suffix = ".nir" if head == _HDF5_MAGIC else ".pt" if head.startswith(_ZIP_MAGIC) else suffix
     if suffix in NIR_SUFFIXES:
-        return nir_io.from_nir(path)
+        return nir_io.from_nir(path, dt=dt)
     if suffix in NATIVE_SUFFIXES:
         return _from_checkpoint(path, trust_pickle, input_shape, timesteps, encoding)
     raise ModelError(f"{path}: unknown model format (expected .pt/.pth, .nir/.h5, or file.py:factory)")

@@ -33,8 +33,28 @@ neuron: the edge leaving the loop's last neuron becomes a recurrent input, read
 one step late (see :mod:`deploy.ir`); export writes it as a plain edge.
 Graph metadata carries ``dt``, ``timesteps``, ``encoding`` and ``name``; node
 metadata carries ``precision``, ``weight_scale`` and conv ``has_bias``.
-NIR files written with a different step
-(snnTorch uses ``dt = 1e-4``) load with ``from_nir(path, dt=1e-4)``.
+
+Time step. NIR stores no step; ``dt`` comes from the caller (``--dt SECONDS``,
+``from_nir(path, dt=...)``), else the graph's ``metadata["dt"]`` (this
+toolchain's own files), else 1. A ``tau`` that gives a negative decay with that
+step (or a decay of exactly 0 with the default) is a one-line error naming the
+layer, ``tau`` and a step that works. Exporters' conventions: snnTorch writes
+``tau = 1e-4 / (1 - beta)`` (``--dt 1e-4``); norse writes ``tau`` scaled by its
+``time_scaling_factor`` 1e-3, so a norse network run at its ``dt = 1e-3`` imports
+with ``--dt 1e-6``; Sinabs writes ``IF`` with ``r = 1`` for its unit step (the
+default ``dt = 1``).
+
+What real exporters write, and import accepts: Input/Output types with a leading
+batch dimension of 1 (norse, nirtorch: ``[1, 64]``; dropped when the first layer
+takes fewer dimensions), neuron parameters given once for a layer (0-d or
+1-element), per channel or per neuron (with or without a leading 1), torch
+tensors in in-memory graphs, ``v_reset`` arrays (all 0), Flatten dims counted
+with the batch dimension. Files are read without NIR's own type check (it
+rejects norse's batch dimension); shapes are checked here instead, including the
+Output node's declared type. Sinabs' ``IAF`` is exported as ``IF``; under NIR's
+semantics (one spike per step, reset to 0) it matches ``IAF(spike_fn=SingleSpike,
+reset_fn=MembraneReset())``, and with ``metadata["reset"] = "subtract"`` set on the
+``IF`` nodes, Sinabs' default subtractive reset (with ``SingleSpike``).
 """
 
 from __future__ import annotations
@@ -193,7 +213,8 @@ def write_nir(graph: ir.Graph, path: str | Path, dt: float = 1.0) -> Path:
 
 # -- import --------------------------------------------------------------------------
 def read_nir(path: str | Path) -> nir.NIRGraph:
-    """``nir.read`` with every failure turned into one ModelError line."""
+    """``nir.read`` without NIR's type check (norse's batch dimensions fail it; ``from_nir``
+    checks shapes itself), every failure turned into one ModelError line."""
     path = Path(path)
     if path.is_dir():
         raise ModelError(f"{path}: is a directory, not a NIR file")
@@ -294,53 +315,153 @@ class _Neuron:
     reset: str = "zero"
 
 
-def _decay(name: str, tau: Any, dt: float, what: str) -> np.ndarray:
-    tau = np.asarray(tau, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        decay = 1.0 - dt / tau
-    if not np.all(np.isfinite(decay)) or np.any(decay < 0) or np.any(decay > 1):
-        raise ModelError(f"layer '{name}': {what} {tau.min():g} gives decay 1 - dt/tau outside [0, 1] "
-                         f"with dt={dt:g}; pass the dt the file was written with (snnTorch: 1e-4)")
-    return decay
+def _suggest_dt(tau_min: float) -> float:
+    """A step that discretizes ``tau_min`` well: the power of ten at most tau_min / 10."""
+    return float(10.0 ** (np.floor(np.log10(tau_min) + 1e-9) - 1))
 
 
-def _neuron_params(name: str, node: nir.NIRNode, dt: float) -> _Neuron:
-    p = _discretize(name, node, dt)
+def _decay(name: str, tau: np.ndarray, dt: float, what: str, dt_from: str) -> np.ndarray:
+    """``1 - dt/tau`` per neuron, or a one-line ModelError naming the layer, tau and a dt that works.
+
+    ``dt_from`` says where dt came from: "given" (the caller), "file" (graph metadata) or
+    "default" (neither: the unit step, where a decay of exactly 0 is also refused).
+    """
+    if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
+        raise ModelError(f"layer '{name}': {what} must be positive and finite, got {tau.min():g}")
+    decay = 1.0 - dt / tau
+    if np.all(decay >= 0) and np.all(decay <= 1) and (dt_from != "default" or np.all(decay > 0)):
+        return decay
+    t_min = float(tau.min())
+    ok = _suggest_dt(t_min)
+    where = {"given": f"--dt {dt:g}", "file": f"dt = {dt:g} s from the file's metadata",
+             "default": f"dt = {dt:g} (the file stores no time step)"}[dt_from]
+    bad = 1.0 - dt / t_min
+    raise ModelError(f"layer '{name}': {what} = {t_min:g} s with {where} gives decay 1 - dt/{what} = "
+                     f"{bad:.6g} ({'negative' if bad < 0 else 'no memory'}); give the step as --dt SECONDS, "
+                     f"below {what} (--dt {ok:g} gives decay {1.0 - ok / t_min:.6g}; files from norse "
+                     "need norse's dt x 1e-3, from snnTorch 1e-4)")
+
+
+def _param(name: str, node: nir.NIRNode, key: str, shape: tuple[int, ...], default: float | None = None
+           ) -> np.ndarray:
+    """Neuron parameter ``key`` of ``node`` as a float64 array of the layer ``shape``.
+
+    Accepts one value for the layer (0-d or 1 element), one per channel, one per neuron, and
+    extra leading dimensions of size 1 (a batch dimension some exporters keep)."""
+    value = getattr(node, key, None)
+    if value is None:
+        if default is None:
+            raise ModelError(f"layer '{name}': {type(node).__name__} has no {key}")
+        value = default
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ModelError(f"layer '{name}': {key} is not numeric") from None
+    while arr.ndim > len(shape) and arr.shape[0] == 1:
+        arr = arr[0]
+    try:
+        return np.array(ir.per_neuron(arr, shape), dtype=np.float64)
+    except ValueError:
+        raise ModelError(f"layer '{name}': {key} of shape {tuple(np.shape(value))} does not fit "
+                         f"neurons of shape {shape}") from None
+
+
+def _neuron_params(name: str, node: nir.NIRNode, dt: float, shape: tuple[int, ...],
+                   dt_from: str = "given") -> _Neuron:
+    p = _discretize(name, node, dt, shape, dt_from)
     if not (np.all(np.isfinite(p.gain)) and np.all(np.isfinite(p.const))):
         raise ModelError(f"layer '{name}': r, w_in or v_leak is NaN or inf")
     return p
 
 
-def _discretize(name: str, node: nir.NIRNode, dt: float) -> _Neuron:
-    arr = lambda v: np.asarray(v, dtype=np.float64)  # noqa: E731
+def _discretize(name: str, node: nir.NIRNode, dt: float, shape: tuple[int, ...], dt_from: str) -> _Neuron:
+    arr = lambda key, default=None: _param(name, node, key, shape, default)  # noqa: E731
     meta = node.metadata or {}
     reset = str(meta.get("reset", "zero"))
     if reset not in ir.RESETS:
         raise ModelError(f"layer '{name}': metadata reset {reset!r} is not one of {ir.RESETS}")
-    if hasattr(node, "v_reset") and np.any(arr(node.v_reset) != 0):
-        raise ModelError(f"layer '{name}': v_reset must be 0 (reset to zero), got {arr(node.v_reset).max():g}")
+    if hasattr(node, "v_reset"):
+        v_reset = arr("v_reset", 0.0)
+        if np.any(v_reset != 0):
+            raise ModelError(f"layer '{name}': v_reset must be 0 (neurons here reset to zero and "
+                             f"start at zero), got {v_reset[v_reset != 0].flat[0]:g}")
     if isinstance(node, nir.LIF):
-        beta = _decay(name, node.tau, dt, "tau")
-        return _Neuron(beta, arr(node.r) * dt / arr(node.tau), dt * arr(node.v_leak) / arr(node.tau),
-                       node.v_threshold, reset=reset)
+        tau = arr("tau")
+        beta = _decay(name, tau, dt, "tau", dt_from)
+        return _Neuron(beta, arr("r") * dt / tau, dt * arr("v_leak", 0.0) / tau, arr("v_threshold"),
+                       reset=reset)
     if isinstance(node, nir.IF):
-        return _Neuron(1.0, arr(node.r) * dt, 0.0, node.v_threshold, reset=reset)
+        return _Neuron(1.0, arr("r") * dt, 0.0, arr("v_threshold"), reset=reset)
     if isinstance(node, nir.CubaLIF):
-        alpha = _decay(name, node.tau_syn, dt, "tau_syn")
-        beta = _decay(name, node.tau_mem, dt, "tau_mem")
-        gain = arr(node.w_in) * dt / arr(node.tau_syn) * arr(node.r) * dt / arr(node.tau_mem)
-        const = dt * arr(node.v_leak) / arr(node.tau_mem)
+        tau_syn, tau_mem = arr("tau_syn"), arr("tau_mem")
+        alpha = _decay(name, tau_syn, dt, "tau_syn", dt_from)
+        beta = _decay(name, tau_mem, dt, "tau_mem", dt_from)
+        gain = arr("w_in", 1.0) * dt / tau_syn * arr("r") * dt / tau_mem
+        const = dt * arr("v_leak", 0.0) / tau_mem
         if np.any(const != 0) and np.any(alpha != 0):
             raise ModelError(f"layer '{name}': CubaLIF with v_leak != 0 and a synaptic current is "
                              "not supported")
-        return _Neuron(beta, gain, const, node.v_threshold, alpha=alpha, reset=reset)
+        return _Neuron(beta, gain, const, arr("v_threshold"), alpha=alpha, reset=reset)
     if isinstance(node, nir.LI):
-        beta = _decay(name, node.tau, dt, "tau")
-        return _Neuron(beta, arr(node.r) * dt / arr(node.tau), dt * arr(node.v_leak) / arr(node.tau))
-    return _Neuron(1.0, arr(node.r) * dt, 0.0)  # nir.I
+        tau = arr("tau")
+        beta = _decay(name, tau, dt, "tau", dt_from)
+        return _Neuron(beta, arr("r") * dt / tau, dt * arr("v_leak", 0.0) / tau)
+    return _Neuron(1.0, arr("r") * dt, 0.0)  # nir.I
+
+
+def _resolve_dt(dt: Any, meta: dict) -> tuple[float, str]:
+    """The step (seconds) and where it came from: "given", "file" (metadata) or "default" (1)."""
+    dt, dt_from = ((dt, "given") if dt is not None else (meta["dt"], "file") if meta.get("dt") is not None
+                   else (1.0, "default"))
+    try:
+        value = float(np.asarray(dt, dtype=np.float64).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError):
+        value = float("nan")
+    if not np.isfinite(value) or value <= 0:
+        raise ModelError(f"dt must be a positive number of seconds (--dt SECONDS), got {dt!r}")
+    return value, dt_from
+
+
+def _batch_free(shape: tuple[int, ...], rank: int | None) -> tuple[int, ...]:
+    """``shape`` without leading 1s beyond ``rank`` dimensions (a batch dimension exporters keep)."""
+    while rank is not None and len(shape) > rank and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _rank_taken(node: nir.NIRNode) -> int | None:
+    """How many dimensions ``node`` takes as input, when its parameters say so."""
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        return 1
+    if isinstance(node, (nir.Conv2d, nir.SumPool2d, nir.AvgPool2d)):
+        return 3
+    if isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF, nir.LI, nir.I)):
+        value = np.asarray(getattr(node, "r", None) if getattr(node, "r", None) is not None else 0.0)
+        return value.ndim if value.size > 1 else None
+    return None
+
+
+def _input_shape(shape: tuple[int, ...], consumers: list[nir.NIRNode]) -> tuple[int, ...]:
+    """The Input type without a leading batch dimension of 1 (norse and nirtorch write ``[1, 64]``)."""
+    ranks = [r for r in map(_rank_taken, consumers) if r is not None]
+    return _batch_free(shape, min(ranks) if ranks else None)
+
+
+def _check_output(origin: str, key: str, node: nir.Output, computed: tuple[int, ...]) -> None:
+    """The Output node's declared type (leading batch 1s aside) must be what the graph computes."""
+    declared = (getattr(node, "output_type", None) or {}).get("output")
+    if declared is None or np.size(declared) == 0:
+        return
+    want = _batch_free(_ints(declared), len(computed))
+    if want != tuple(computed):
+        raise ModelError(f"{origin}: NIR Output node '{key}' declares shape {want}, but the layers "
+                         f"before it compute {tuple(computed)}")
 
 
 def _flatten_ok(node: nir.Flatten, shape: tuple[int, ...]) -> bool:
+    declared = (getattr(node, "input_type", None) or {}).get("input")
+    if declared is not None and np.size(declared) == len(shape) + 1 and int(np.ravel(declared)[0]) == 1:
+        shape = (1, *shape)  # start_dim/end_dim count the exporter's batch dimension
     nd = len(shape)
     start, end = int(node.start_dim) % nd, int(node.end_dim) % nd
     return all(s == 1 for i, s in enumerate(shape) if i < start or i > end)
@@ -427,8 +548,11 @@ def _fold_into(graph_nodes: list[ir.Node], neuron: ir.Node, user: str, src: str,
 
 def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
              timesteps: int | None = None, encoding: str | None = None) -> ir.Graph:
-    """Import a NIR graph (object or file) as an IR Graph; ``dt`` defaults to the file's
-    ``metadata["dt"]``, else 1. Raises ModelError naming the offending node."""
+    """Import a NIR graph (object or file) as an IR Graph.
+
+    ``dt`` (seconds) discretizes the time constants; it defaults to the file's
+    ``metadata["dt"]``, else 1 (see the module docstring for exporters' conventions).
+    Raises ModelError naming the offending node."""
     if isinstance(graph_or_path, (str, Path)):
         origin, g = str(graph_or_path), read_nir(graph_or_path)
     elif isinstance(graph_or_path, nir.NIRGraph):
@@ -436,7 +560,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
     else:
         raise ModelError(f"expected a NIR graph or file, got {type(graph_or_path).__name__}")
     meta = dict(g.metadata or {}) if isinstance(g.metadata, dict) else {}
-    dt = float(dt if dt is not None else meta.get("dt", 1.0))
+    dt, dt_from = _resolve_dt(dt, meta)
     order, preds, delayed = _topo_order(g.nodes, g.edges)
     ins = [k for k in order if isinstance(g.nodes[k], nir.Input)]
     outs = [k for k in order if isinstance(g.nodes[k], nir.Output)]
@@ -446,7 +570,8 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
     in_shape = g.nodes[ins[0]].input_type.get("input")
     if in_shape is None:
         raise ModelError(f"{origin}: NIR Input node '{ins[0]}' has no shape")
-    shapes: dict[str, tuple[int, ...]] = {"input": _ints(in_shape)}
+    shapes: dict[str, tuple[int, ...]] = {"input": _input_shape(_ints(in_shape), [
+        g.nodes[k] for k in order if ins[0] in preds[k]])}
     ref: dict[str, str] = {ins[0]: "input"}
     nodes: list[ir.Node] = []
     folds: list[tuple[ir.Node, np.ndarray, np.ndarray, tuple[int, ...]]] = []
@@ -494,7 +619,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
                                  f"end_dim={node.end_dim}) of {shape} is not a full flatten")
             new = ir.Flatten(name, srcs)
         elif isinstance(node, (nir.LIF, nir.IF, nir.CubaLIF, nir.LI, nir.I)):
-            p = _neuron_params(name, node, dt)
+            p = _neuron_params(name, node, dt, shape, dt_from)
             try:
                 if isinstance(node, (nir.LI, nir.I)):
                     new = ir.LI(name, srcs, beta=compact(p.beta, shape))
@@ -523,6 +648,7 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
         out_srcs = [nodes[-1].name]
     if not out_srcs or out_srcs[0] == "input":
         raise ModelError(f"{origin}: NIR graph has no layers between Input and Output")
+    _check_output(origin, outs[0], g.nodes[outs[0]], shapes[out_srcs[0]])
     back = {_fed_back(p): ref[p] for p, _ in delayed}
     for n in nodes:  # fed-back inputs now name the neuron layers they read
         n.inputs, n.recurrent = [back.get(i, i) for i in n.inputs], [back[i] for i in n.recurrent]
