@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from deploy.cli_options import DataOpt, DtOpt, EncodingOpt, TimestepsOpt
 from deploy.errors import DeployError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -42,9 +43,11 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks o
 def compile_cmd(
     model: ModelArg,
     target: Annotated[str, typer.Option("--target", "-t", help="hardware target (see `deploy targets`)")] = "digital",
-    data: Annotated[str, typer.Option(help="digits | mnist | events | none (assumed-rate mode)")] = "digits",
+    data: DataOpt = "digits",
     samples: Annotated[int | None, typer.Option(help="test samples to simulate (default: all)")] = None,
-    timesteps: Annotated[int | None, typer.Option(help="override the model's timesteps")] = None,
+    timesteps: TimestepsOpt = None,
+    dt: DtOpt = None,
+    encoding: EncodingOpt = None,
     config: Annotated[str | None, typer.Option(help="YAML with spec constants / target options")] = None,
     compare: Annotated[str | None, typer.Option(help="second target to compare against")] = None,
     out: Annotated[Path, typer.Option("-o", "--out", help="output folder")] = Path("out/report"),
@@ -55,14 +58,16 @@ def compile_cmd(
     trust_pickle: TrustOpt = False,
     weights: WeightsOpt = None,
 ) -> None:
-    """Map MODEL onto a target, simulate it and write report.json/.md/.html and figures."""
+    """Map MODEL onto a target, simulate it and write report.json/.md/.html and figures.
+
+    --data none switches to assumed-rate mode (no accuracy)."""
     from deploy.pipeline import compile as run_compile
     from deploy.report.render import print_summary
 
     report = run_compile(model, target=target, data=None if data == "none" else data, samples=samples,
                          timesteps=timesteps, config=config, compare=compare, seed=seed, rate=rate,
                          batch_size=batch_size, progress=sys.stderr.isatty(), trust_pickle=trust_pickle,
-                         weights=weights)
+                         weights=weights, dt=dt, encoding=encoding)
     report.save(out, figures=not no_figures)
     print_summary(report, console)
     console.print(f"report written to [bold]{out}[/bold]")
@@ -115,12 +120,14 @@ def targets_cmd() -> None:
 
 
 @app.command("inspect")
-def inspect_cmd(model: ModelArg, trust_pickle: TrustOpt = False, weights: WeightsOpt = None) -> None:
+def inspect_cmd(model: ModelArg, trust_pickle: TrustOpt = False, weights: WeightsOpt = None, dt: DtOpt = None,
+                encoding: EncodingOpt = None, timesteps: TimestepsOpt = None) -> None:
     """Print the graph, parameter counts and memory at the stored precision."""
     from deploy.pipeline import inspect
     from deploy.report.render import human
 
-    info = inspect(model, trust_pickle=trust_pickle, weights=weights)
+    info = inspect(model, trust_pickle=trust_pickle, weights=weights, dt=dt, encoding=encoding,
+                   timesteps=timesteps)
     graph = info["graph"]
     table = Table(title=f"{info['name']}: input {tuple(info['input_shape'])}, T={info['timesteps']}, "
                         f"{info['encoding']} encoding")
@@ -145,18 +152,28 @@ def export_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="output file")],
     trust_pickle: TrustOpt = False,
     weights: WeightsOpt = None,
+    dt: DtOpt = None,
+    encoding: EncodingOpt = None,
+    timesteps: TimestepsOpt = None,
 ) -> None:
-    """Write MODEL as NIR, ONNX (synaptic layers) or a native checkpoint (Lava-dl netx: `deploy netx`)."""
-    from deploy.pipeline import resolve_model
+    """Write MODEL as NIR, ONNX (synaptic layers) or a native checkpoint (Lava-dl netx: `deploy netx`).
 
+    --dt is the step a NIR model is read with and a NIR file is written with."""
+    from deploy.cli_options import check, load
+    from deploy.pipeline import is_nir_source
+
+    check(dt, encoding, timesteps)
     if to not in EXPORT_FORMATS:
         hint = "; for Lava-dl netx use `deploy netx`" if to == "netx" else ""
         raise DeployError(f"unknown export format {to!r} (choose from {', '.join(EXPORT_FORMATS)}){hint}")
-    graph = resolve_model(model, trust_pickle, weights)
+    if dt is not None and to != "nir" and not is_nir_source(model):
+        raise DeployError("--dt applies to NIR models read or written; neither the model nor --format is NIR")
+    graph = load(model, trust_pickle, weights, dt=dt if is_nir_source(model) else None, encoding=encoding,
+                 timesteps=timesteps)
     if to == "nir":
         from deploy.io.nir_io import write_nir
 
-        write_nir(graph, out)
+        write_nir(graph, out, **({"dt": dt} if dt is not None else {}))
     elif to == "onnx":
         from deploy.io.onnx_export import export_onnx
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from deploy.cli_options import EncodingOpt
 from deploy.errors import DeployError
 
 DATASETS = ("digits", "mnist")
@@ -24,17 +25,26 @@ def convert_cmd(
     no_shift: Annotated[bool, typer.Option("--no-shift", help="no theta/(2T) bias shift")] = False,
     seed: Annotated[int, typer.Option(help="data split seed")] = 0,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a pickled nn.Module (runs code)")] = False,
+    encoding: EncodingOpt = None,
 ) -> None:
-    """Convert a ReLU ANN into an IF spiking network and write a native checkpoint."""
+    """Convert a ReLU ANN into an IF spiking network and write a native checkpoint.
+
+    --encoding sets the SNN's input encoding (default direct: pixels as input currents); an ANN has
+    no time step, so --dt does not apply."""
     from rich.console import Console
 
     from deploy import ann as annlib
     from deploy import data as datasets
+    from deploy.cli_options import check
     from deploy.convert import convert
     from deploy.io import native
     from deploy.snn.net import SpikingNet
     from deploy.snn.train import evaluate
 
+    check(None, encoding, timesteps)
+    if encoding == "events":
+        raise DeployError("--encoding events does not apply to convert: the ANN takes images "
+                          "(choose direct, rate or latency)")
     if data is not None and data not in DATASETS:
         raise DeployError(f"--data must be one of {', '.join(DATASETS)}, got {data!r}")
     if samples < 1:
@@ -46,6 +56,9 @@ def convert_cmd(
     split = datasets.load(data, seed=seed) if data else None
     graph = convert(net, method=method, timesteps=timesteps, data=split, percentile=percentile, samples=samples,
                     shift=not no_shift, readout=readout, name=Path(out).stem, seed=seed)
+    if encoding is not None:
+        graph.encoding = encoding
+        graph.validate()
     meta = {"source": str(model), "converted_with": "deploy convert"}
     console = Console()
     if split is not None:

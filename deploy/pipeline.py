@@ -7,7 +7,9 @@ option of the command is a keyword here.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import torch
 
 from deploy import __version__, ir
 from deploy import data as datasets
-from deploy.errors import DataError, DeployError
+from deploy.errors import DataError, DeployError, ModelError
 from deploy.metrics import Activity, assumed_activity
 from deploy.report.schema import (
     Accuracy,
@@ -35,45 +37,133 @@ from hwmodels.base import Cost, Target, simulate_float
 ModelLike = str | Path | ir.Graph | torch.nn.Module
 
 
-def resolve_model(model: ModelLike, trust_pickle: bool = False, weights: str | None = None) -> ir.Graph:
-    """A Graph from a path (any supported format), a Graph, or a SpikingNet."""
+def check_model_options(dt: float | None = None, encoding: str | None = None,
+                        timesteps: int | None = None) -> None:
+    """Raise a one-line DeployError for a bad ``dt`` (> 0 s), ``encoding`` or ``timesteps`` (>= 1)."""
+    if dt is not None and not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise DeployError(f"--dt must be a positive, finite number of seconds, got {dt}")
+    if encoding is not None and encoding not in ir.ENCODINGS:
+        raise DeployError(f"--encoding must be one of {', '.join(ir.ENCODINGS)}, got {encoding!r}")
+    if timesteps is not None and int(timesteps) < 1:
+        raise DeployError(f"--timesteps must be >= 1, got {timesteps}")
+
+
+def is_nir_source(model: ModelLike) -> bool:
+    """True when ``model`` is a path to a NIR file (by suffix or HDF5 signature)."""
+    from deploy.io.loader import _HDF5_MAGIC, NIR_SUFFIXES
+
+    if not isinstance(model, (str, Path)):
+        return False
+    path = Path(model)
+    if path.suffix.lower() in NIR_SUFFIXES:
+        return True
+    if path.is_file():
+        with open(path, "rb") as f:
+            return f.read(8) == _HDF5_MAGIC
+    return False
+
+
+def resolve_model(model: ModelLike, trust_pickle: bool = False, weights: str | None = None, *,
+                  dt: float | None = None, encoding: str | None = None,
+                  timesteps: int | None = None) -> ir.Graph:
+    """A Graph from a path (any supported format), a Graph, or a SpikingNet.
+
+    ``dt`` (seconds) discretizes a NIR file's time constants; ``encoding`` and
+    ``timesteps`` override what the model stores.
+    """
+    check_model_options(dt, encoding, timesteps)
+    if dt is not None and not is_nir_source(model):
+        raise ModelError(f"--dt applies to NIR models only; {_label(model)} stores discrete-time parameters")
     if isinstance(model, ir.Graph):
-        return model.copy().validate()
-    if isinstance(model, torch.nn.Module) and hasattr(model, "to_graph"):
-        return model.to_graph()
-    if isinstance(model, torch.nn.Module):
+        graph = model.copy()
+    elif isinstance(model, torch.nn.Module) and hasattr(model, "to_graph"):
+        graph = model.to_graph()
+    elif isinstance(model, torch.nn.Module):
         from deploy.io.loader import from_torch
 
-        return from_torch(model)
-    from deploy.io.loader import load_model
+        graph = from_torch(model, timesteps=timesteps or 8, encoding=encoding or "direct")
+    else:
+        from deploy.io.loader import load_model
 
-    return load_model(str(model), trust_pickle=trust_pickle, weights=weights)
+        kw = {"dt": dt} if dt is not None else {}
+        return load_model(str(model), trust_pickle=trust_pickle, weights=weights, timesteps=timesteps,
+                          encoding=encoding, **kw)
+    if timesteps is not None:
+        graph.timesteps = int(timesteps)
+    if encoding is not None:
+        graph.encoding = encoding
+    return graph.validate()
+
+
+def _label(model: ModelLike) -> str:
+    return str(model) if isinstance(model, (str, Path)) else f"a {type(model).__name__}"
+
+
+@dataclass
+class EvalSet:
+    """Test samples shaped for a model, with the dataset's name and, for a file, its name and hash."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    file: str | None = None
+    sha256: str | None = None
 
 
 def test_data(graph: ir.Graph, data: str | tuple[torch.Tensor, torch.Tensor], samples: int | None = None,
-              seed: int = 0) -> tuple[str, torch.Tensor, torch.Tensor]:
+              seed: int = 0, fixed_encoding: bool = False) -> tuple[str, torch.Tensor, torch.Tensor]:
     """(name, x, y): the test split of a dataset shaped for ``graph``, first ``samples`` of it."""
+    ts = load_test_set(graph, data, samples, seed, fixed_encoding)
+    return ts.name, ts.x, ts.y
+
+
+def load_test_set(graph: ir.Graph, data: str | Path | tuple[torch.Tensor, torch.Tensor],
+                  samples: int | None = None, seed: int = 0, fixed_encoding: bool = False) -> EvalSet:
+    """The test samples of ``data`` (a dataset name, a data file, or an (x, y) tuple) shaped for
+    ``graph``. Event frames on a direct-encoded model whose encoding was not fixed switch
+    ``graph.encoding`` to ``events``, so the report states the encoding used."""
+    from deploy import userdata
+
+    file = digest = None
+    if samples is not None and samples < 1:
+        raise DataError(f"--samples must be >= 1, got {samples}")
     if isinstance(data, tuple):
-        name, (x, y) = "user data", data
-    elif data == "events" or graph.encoding == "events":
-        if data != "events":
-            raise DataError(f"model '{graph.name}' takes event streams; use --data events")
-        classes = int(np.prod(graph.shapes()[graph.output.name]))
-        n = samples or 64
-        x, y = datasets.synthetic_events(n, graph.timesteps, graph.input_shape[-1], classes, seed=seed + 1)
+        if len(data) != 2:
+            raise DataError(f"data must be a dataset name, a file or an (x, y) tuple, got {len(data)} items")
+        name, (x, y) = "user data", (torch.as_tensor(data[0]).float(), torch.as_tensor(data[1]).long())
+    elif userdata.is_data_file(data):
+        ud = userdata.read(data, graph.timesteps, graph.input_shape)
+        name, x, y, file, digest = ud.file, ud.x, ud.y, str(data), ud.sha256
+    elif data == "events":
+        x, y = _synthetic_events(graph, samples, seed, fixed_encoding)
         name = "events (synthetic, 50% activity)"
+    elif graph.encoding == "events":
+        raise DataError(f"model '{graph.name}' takes event streams; use --data events or a file of event frames")
     else:
-        split = datasets.load(data, seed=seed)
+        split = datasets.load(str(data), seed=seed)
         name, x, y = f"{data} (test split)", split.x_test, split.y_test
-    x = datasets.fit_to_model(x, graph.input_shape, graph.encoding)
+    x, graph.encoding = userdata.fit(x, graph.input_shape, graph.timesteps, graph.encoding, fixed_encoding,
+                                     graph.name)
     if samples is not None:
-        if samples < 1:
-            raise DataError(f"--samples must be >= 1, got {samples}")
         x, y = x[:samples], y[:samples]
     out_classes = int(np.prod(graph.shapes()[graph.output.name]))
     if int(y.max()) >= out_classes:
         raise DataError(f"dataset has {int(y.max()) + 1} classes, model outputs {out_classes}")
-    return name, x, y
+    return EvalSet(name, x, y, file, digest)
+
+
+def _synthetic_events(graph: ir.Graph, samples: int | None, seed: int,
+                      fixed_encoding: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic 2-channel event frames sized to a (2, S, S) model input."""
+    shape = tuple(graph.input_shape)
+    if graph.encoding != "events" and (fixed_encoding or graph.encoding != "direct"):
+        raise DataError(f"--data events gives event frames but model '{graph.name}' uses {graph.encoding} "
+                        "encoding; pass --encoding events")
+    if len(shape) != 3 or shape[0] != 2 or shape[1] != shape[2]:
+        raise DataError(f"synthetic events are 2-channel square frames (N, T, 2, S, S), time on axis 1; "
+                        f"model '{graph.name}' takes input {shape}")
+    classes = int(np.prod(graph.shapes()[graph.output.name]))
+    return datasets.synthetic_events(samples or 64, graph.timesteps, shape[-1], classes, seed=seed + 1)
 
 
 def _sha256(model: ModelLike, graph: ir.Graph) -> str:
@@ -113,8 +203,13 @@ def compile(model: ModelLike, target: str | Target = "digital",
             data: str | tuple[torch.Tensor, torch.Tensor] | None = "digits", samples: int | None = None,
             timesteps: int | None = None, config: str | None = None, compare: str | None = None,
             seed: int = 0, rate: float = 0.1, batch_size: int = 128, progress: bool = False,
-            trust_pickle: bool = False, weights: str | None = None) -> Report:
+            trust_pickle: bool = False, weights: str | None = None, dt: float | None = None,
+            encoding: str | None = None) -> Report:
     """Map ``model`` onto ``target``, simulate it on ``data`` and report its costs.
+
+    ``data``: a dataset name (digits | mnist | events), a data file (.npz, .pt,
+    .h5; see :mod:`deploy.userdata`) or an ``(x, y)`` tuple. ``dt`` (seconds)
+    discretizes a NIR model; ``encoding`` and ``timesteps`` override the model's.
 
     ``data=None`` switches to assumed-rate mode: every spiking layer fires at
     ``rate`` (1.0 is the worst case) and no accuracy is reported.
@@ -123,12 +218,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
-    graph = resolve_model(model, trust_pickle, weights)
-    if timesteps is not None:
-        if timesteps < 1:
-            raise DeployError(f"--timesteps must be >= 1, got {timesteps}")
-        graph.timesteps = int(timesteps)
-        graph.validate()
+    graph = resolve_model(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)
     if not 0 <= rate <= 1:
         raise DeployError(f"--rate must lie in [0, 1], got {rate}")
     tgt = get_target(target, config) if isinstance(target, str) else target
@@ -136,12 +226,13 @@ def compile(model: ModelLike, target: str | Target = "digital",
     x = y = None
     accuracy = None
     if data is not None:
-        data_name, x, y = test_data(graph, data, samples, seed)
+        ts = load_test_set(graph, data, samples, seed, fixed_encoding=encoding is not None)
+        data_name, x, y = ts.name, ts.x, ts.y
     mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress)
     if x is not None:
         ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed))
         accuracy = Accuracy(dataset=data_name, samples=len(x), reference=_accuracy(ref, y),
-                            deployed=_accuracy(activity, y))
+                            deployed=_accuracy(activity, y), file=ts.file, sha256=ts.sha256)
 
     comparison = None
     if compare:
@@ -227,9 +318,11 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def inspect(model: ModelLike, trust_pickle: bool = False, weights: str | None = None) -> dict[str, Any]:
+def inspect(model: ModelLike, trust_pickle: bool = False, weights: str | None = None, *,
+            dt: float | None = None, encoding: str | None = None,
+            timesteps: int | None = None) -> dict[str, Any]:
     """Graph summary without simulating: rows per layer and totals at the stored precision."""
-    graph = resolve_model(model, trust_pickle, weights)
+    graph = resolve_model(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)
     rows = graph.summary_rows()
     return {"name": graph.name, "input_shape": graph.input_shape, "timesteps": graph.timesteps,
             "encoding": graph.encoding, "layers": rows, "params": graph.params(),

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from deploy.cli_options import DataOpt, DtOpt, EncodingOpt, TimestepsOpt
 from deploy.errors import DataError
 from quant.quantizers import ROUNDING, QuantError
 
@@ -45,9 +46,11 @@ def parse_rounding(text: str) -> list[str]:
     return modes
 
 
-def load_split(name: str, graph, seed: int):
-    """The dataset a search evaluates on, shaped to the model where it is synthetic."""
+def load_split(name: str, graph, seed: int, fixed_encoding: bool = False):
+    """The dataset a search evaluates on (a name or a data file), shaped to the model; event frames
+    on a direct model that did not fix its encoding switch ``graph.encoding`` to events."""
     from deploy import data as datasets
+    from deploy import userdata
 
     if name == "none":
         raise DataError(f"model '{graph.name}': no data to evaluate the quantized model on "
@@ -56,8 +59,12 @@ def load_split(name: str, graph, seed: int):
         import math
 
         classes = math.prod(graph.shapes()[graph.output.name])
-        return datasets.events(timesteps=graph.timesteps, size=graph.input_shape[-1], classes=classes, seed=seed)
-    return datasets.load(name, seed=seed)
+        split = datasets.events(timesteps=graph.timesteps, size=graph.input_shape[-1], classes=classes, seed=seed)
+    elif userdata.is_data_file(name):
+        split = userdata.read_split(name, graph)
+    else:
+        split = datasets.load(name, seed=seed)
+    return userdata.fit_split(split, graph, fixed_encoding)
 
 
 def _kb(b: float) -> str:
@@ -67,7 +74,7 @@ def _kb(b: float) -> str:
 def quantize_cmd(
     model: Annotated[str, typer.Argument(help="model: native .pt, NIR, or file.py:factory")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
-    data: Annotated[str, typer.Option(help="digits | mnist | events: data to evaluate on")] = "digits",
+    data: DataOpt = "digits",
     max_acc_drop: Annotated[float, typer.Option(help="accuracy tolerance in points below float")] = 1.0,
     max_memory: Annotated[float | None, typer.Option(help="memory budget in KB (best accuracy within it)")] = None,
     weights: Annotated[str, typer.Option(help="weight bit widths, e.g. 2..16 or 2,4,8")] = "2..16",
@@ -84,20 +91,24 @@ def quantize_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickled modules (runs code)")] = False,
     state_dict: Annotated[str | None, typer.Option(help="state_dict for a file.py:factory model")] = None,
+    dt: DtOpt = None,
+    encoding: EncodingOpt = None,
+    timesteps: TimestepsOpt = None,
 ) -> None:
     """Search weight/neuron precision, rounding and scheme; write search.json, model.pt, pareto.png."""
     from rich.console import Console
 
-    from deploy.pipeline import resolve_model
+    from deploy.cli_options import check, load
     from quant.search import search
 
+    check(dt, encoding, timesteps)
     if scheme not in SCHEME_CHOICES:
         raise QuantError(f"--scheme must be ptq, qat or both, got {scheme!r}")
     if granularity not in ("channel", "tensor"):
         raise QuantError(f"--granularity must be channel or tensor, got {granularity!r}")
     ws, ns, modes = parse_bits(weights, "--weights"), parse_bits(neuron, "--neuron"), parse_rounding(rounding)
-    graph = resolve_model(model, trust_pickle=trust_pickle, weights=state_dict)
-    split = load_split(data, graph, seed)
+    graph = load(model, trust_pickle, state_dict, dt=dt, encoding=encoding, timesteps=timesteps)
+    split = load_split(data, graph, seed, fixed_encoding=encoding is not None)
     console, err = Console(), Console(stderr=True)
     result = search(graph, split, max_acc_drop=max_acc_drop,
                     max_memory=None if max_memory is None else max_memory * 1024, weight_bits=ws,

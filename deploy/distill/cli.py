@@ -11,13 +11,14 @@ from typing import Annotated
 import torch
 import typer
 
+from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt
 from deploy.errors import DeployError
 
 DATA_CHOICES = ("digits", "mnist")
 
 
 def distill_cmd(
-    teacher: Annotated[Path, typer.Argument(help="teacher checkpoint (neurodeploy-ann or native SNN)")],
+    teacher: Annotated[Path, typer.Argument(help="teacher: neurodeploy-ann checkpoint, native SNN or NIR")],
     student: Annotated[Path, typer.Option("--student", help="student spec YAML (deploy.snn.net.build format)")],
     out: Annotated[Path, typer.Option("-o", "--out", help="output native SNN checkpoint")],
     method: Annotated[str, typer.Option(help="kd | hetero-kd | ta | hint")] = "kd",
@@ -39,13 +40,19 @@ def distill_cmd(
     threads: Annotated[int, typer.Option(help="torch CPU threads (small SNNs train fastest on one)")] = 1,
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="progress bars (default: when stderr is a terminal)")] = None,
+    dt: DtOpt = None,
+    encoding: EncodingOpt = None,
+    timesteps: TimestepsOpt = None,
 ) -> None:
-    """Distill TEACHER into the student spec and write a native SNN checkpoint."""
+    """Distill TEACHER into the student spec and write a native SNN checkpoint.
+
+    --dt, --encoding and --timesteps apply to an SNN teacher (the student's come from its spec)."""
     from deploy import data as datasets
+    from deploy.cli_options import check
     from deploy.distill.distill import distill, load_student_spec, measure
-    from deploy.distill.teachers import load_teacher
     from deploy.io import native
 
+    check(dt, encoding, timesteps)
     if data not in DATA_CHOICES:
         raise DeployError(f"unknown dataset {data!r} for distill (choose from {', '.join(DATA_CHOICES)})")
     if out.suffix != ".pt":
@@ -56,7 +63,7 @@ def distill_cmd(
     show = sys.stderr.isatty() if progress is None else progress
     spec = load_student_spec(student)
     assistant_spec = load_student_spec(assistant) if assistant is not None else None
-    t = load_teacher(teacher)
+    t = _teacher(teacher, dt, encoding, timesteps)
     split = datasets.load(data, seed=0)
     start = time.perf_counter()
     net, history = distill(t, spec, split, method=method, epochs=epochs, temperature=temperature,
@@ -75,6 +82,23 @@ def distill_cmd(
     native.save(graph, out, meta=meta)
     print(f"{graph.name}: test accuracy {result['accuracy']:.4f}, {result['spikes']:.1f} spikes per "
           f"inference ({method}, {epochs} epochs, {seconds:.0f} s) -> {out}")
+
+
+def _teacher(path: Path, dt: float | None, encoding: str | None, timesteps: int | None):
+    """The teacher: an ANN or native SNN checkpoint, or any SNN model with the shared options applied."""
+    from deploy.cli_options import load
+    from deploy.distill.teachers import Teacher, load_teacher
+    from deploy.pipeline import is_nir_source
+    from deploy.snn.net import SpikingNet
+
+    given = (dt, encoding, timesteps) != (None, None, None)
+    if not is_nir_source(path):
+        t = load_teacher(path)
+        if not given:
+            return t
+        if t.kind == "ann":
+            raise DeployError(f"{path}: --dt, --encoding and --timesteps apply to SNN teachers; this one is an ANN")
+    return Teacher(SpikingNet(load(str(path), dt=dt, encoding=encoding, timesteps=timesteps)), str(path))
 
 
 def register(app: typer.Typer) -> None:

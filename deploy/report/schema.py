@@ -45,6 +45,8 @@ class Accuracy(_Strict):
     samples: int
     reference: float
     deployed: float
+    file: str | None = None       # the user's data file (--data PATH), and its sha256
+    sha256: str | None = None
 
 
 class Totals(_Strict):

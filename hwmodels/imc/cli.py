@@ -9,6 +9,7 @@ from typing import Annotated
 import torch
 import typer
 
+from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt
 from deploy.errors import DataError, DeployError
 
 DATASETS = ("digits", "mnist")
@@ -19,7 +20,8 @@ def finetune_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="retrained native checkpoint (.pt)")],
     target: Annotated[str, typer.Option("--target", "-t", help="imc (1-bit SA) or imc-adc")] = "imc",
     epochs: Annotated[int, typer.Option(help="training epochs")] = 25,
-    data: Annotated[str, typer.Option(help="digits | mnist")] = "digits",
+    data: Annotated[str, typer.Option(help="digits | mnist | a data file (.npz/.pt/.h5) with x, y, "
+                                           "x_train, y_train")] = "digits",
     lr: Annotated[float, typer.Option(help="learning rate (Adam, cosine schedule)")] = 2e-3,
     progressive: Annotated[bool, typer.Option("--progressive", help="lower the conversion bits stage by "
                                                                      "stage down to the target's")] = False,
@@ -37,29 +39,39 @@ def finetune_cmd(
                                                     "max|w| / qmax")] = True,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules")] = False,
     weights: Annotated[str | None, typer.Option("--weights", help="state_dict for a file.py:factory model")] = None,
+    dt: DtOpt = None,
+    encoding: EncodingOpt = None,
+    timesteps: TimestepsOpt = None,
 ) -> None:
     """Retrain MODEL with the IMC target's partial-sum quantization in the forward pass."""
     from rich.console import Console
 
     from deploy import data as datasets
+    from deploy import userdata
+    from deploy.cli_options import check, load
     from deploy.io import native
-    from deploy.pipeline import resolve_model
     from deploy.snn.net import SpikingNet
     from deploy.snn.train import evaluate
     from hwmodels import get_target
     from hwmodels.imc import ImcTarget
     from hwmodels.imc.finetune import finetune
 
-    if data not in DATASETS:
-        raise DataError(f"--data must be one of {', '.join(DATASETS)}, got {data!r}")
+    check(dt, encoding, timesteps)
+    if data not in DATASETS and not userdata.is_data_file(data):
+        raise DataError(f"--data must be one of {', '.join(DATASETS)} or a data file, got {data!r}")
     if lr <= 0 or batch_size < 1:
         raise DeployError("--lr must be > 0 and --batch-size >= 1")
     torch.set_num_threads(1)
-    graph = resolve_model(model, trust_pickle, weights)
+    graph = load(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)
     tgt = get_target(target, config)
     if not isinstance(tgt, ImcTarget):
         raise DeployError(f"deploy finetune supports the IMC targets (imc, imc-adc), not '{target}'")
-    split = datasets.load(data, seed=split_seed)
+    if userdata.is_data_file(data):
+        split = userdata.fit_split(userdata.read_split(data, graph), graph, fixed_encoding=encoding is not None)
+        if not len(split.x_train):
+            raise DataError(f"{data}: finetune trains, so the file needs 'x_train' and 'y_train' too")
+    else:
+        split = datasets.load(data, seed=split_seed)
     x_test = datasets.fit_to_model(split.x_test, graph.input_shape, graph.encoding)
     y_test = split.y_test
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt
 from deploy.errors import DeployError
 
 
@@ -17,18 +18,22 @@ def netx_cmd(
     config: Annotated[str | None, typer.Option(help="YAML with spec constants / target options")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickled modules (runs code)")] = False,
     weights: Annotated[str | None, typer.Option(help="state_dict for a file.py:factory model")] = None,
+    dt: DtOpt = None,
+    encoding: EncodingOpt = None,
+    timesteps: TimestepsOpt = None,
 ) -> None:
     """Map MODEL to Loihi fixed point (netx-compatible: dense weight exponent 0, bias exponent 6) and
     write it as a netx .net file."""
     from rich.console import Console
 
-    from deploy.pipeline import resolve_model
+    from deploy.cli_options import check, load
     from hwmodels import get_target
     from hwmodels.loihi import netx
 
+    check(dt, encoding, timesteps)
     if target not in ("loihi", "loihi2"):
         raise DeployError(f"--target must be loihi or loihi2, got {target!r}")
-    graph = resolve_model(model, trust_pickle=trust_pickle, weights=weights)
+    graph = load(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)
     tgt = get_target(target, config)
     tgt.options.update(netx=True, bias_exp=6)
     mapping = tgt.map(graph)
