@@ -285,9 +285,10 @@ def _exact_scale(lif: ir.LIF, incoming: list[FloatConnection], theta: np.ndarray
 
 
 def _exp_range(fc: FloatConnection, fmt: Formats) -> tuple[int, int]:
+    if fmt.netx and fc.kind == "dense":
+        return 0, 0     # netx re-derives the exponent and adds sum(w * s) unshifted: integer weights only
     lo = 0 if fc.kind == "conv" else fmt.weight_exp_min
-    hi = 0 if (fmt.netx and fc.kind == "dense") else fmt.weight_exp_max
-    return lo, hi
+    return lo, fmt.weight_exp_max
 
 
 def _choose_vth(name: str, incoming: list[FloatConnection], stats: list, theta: np.ndarray, rel: dict,

@@ -3,10 +3,14 @@
 Layout written (datasets only, no attributes, groups ``/layer/<i>`` by index):
 
 - ``/simulation/Ts`` = 1, ``/simulation/tSample`` = timesteps;
-- ``/layer/0``: ``type`` = ``input``, ``shape`` (C, H, W) of the model input,
-  ``neuron`` (CUBA, see below, a placeholder: our mapping sends the input
-  straight to the first synaptic layer), plus ``inputScale`` and ``encoding``
-  (ignored by netx) describing the graded input ``x_q = round(x * inputScale)``;
+- ``/layer/0``: ``type`` = ``input`` and ``shape`` (C, H, W) of the model input,
+  plus ``inputScale`` and ``encoding`` (ignored by netx) describing the input
+  messages ``x_q = round(x * inputScale)`` (direct encoding) or spikes. It has no
+  ``neuron``: our mapping sends the input straight to the first synaptic layer,
+  and a Lava LIF cannot relay graded values. netx then builds layer 1 as its
+  first block and wires ``Network.inp`` to its synapse, so a user feeds ``x_q``
+  to ``Network.inp`` (graded input: ``Network(net_config=path,
+  input_message_bits=8)``, any value > 0);
 - a ``flatten`` layer before a dense layer whose input is 3-D (netx then
   transposes and flattens to torch C-H-W order, the order of our dense columns);
 - ``dense``: ``shape``, ``inFeatures``, ``outFeatures``, ``weight`` (out, in),
@@ -16,14 +20,18 @@ Layout written (datasets only, no attributes, groups ``/layer/<i>`` by index):
 - ``neuron``: ``type`` = ``CUBA``, ``iDecay`` = du + 1, ``vDecay`` = dv,
   ``vThMant`` = vth, ``refDelay`` = 1, ``gradedSpike`` = 0.
 
-Weights are the integers Lava uses, stored as float32 (even integers for
-mixed-sign dense layers; conv kernels carry their exponent, as netx passes
-conv weights to Lava's Conv unchanged). netx builds every LIF with
-``bias_exp = 6`` and re-derives dense ``weight_exp`` from the stored integers,
-so only mappings with ``bias_exp = 6`` and dense ``weight_exp = 0`` export
-exactly: map with option ``netx=True``. netx has no residual (add) blocks and
-no synaptic delays, and turns biases on at step 0 (our mapping switches a
-layer's bias on with its first input; :func:`read` restores that).
+Weights are the integers each spike adds to ``a_in``, stored as float32
+(conv kernels carry their exponent, as netx passes conv weights to Lava's
+Conv unchanged). netx builds every LIF with ``bias_exp = 6`` and re-derives a
+dense layer's ``weight_exp`` and ``num_weight_bits`` from the stored integers
+(:func:`netx_weight_bits` mirrors lava-dl's ``optimize_weight_bits``): what it
+computes is ``a_in = sum(w * s)`` with no shift of the sum, so only mappings with
+``bias_exp = 6`` and dense ``weight_exp = 0`` export exactly: map with option
+``netx=True`` (``deploy netx`` does). :func:`check_exportable` also checks that
+netx's re-derivation gives back every stored weight. netx has no residual (add)
+blocks and no synaptic delays, and turns biases on at step 0 (our mapping
+switches a layer's bias on with its first input): run the reference with
+``timing="netx"`` to get netx's spikes; :func:`read` restores our timing.
 """
 
 from __future__ import annotations
@@ -34,9 +42,59 @@ import numpy as np
 
 from deploy.errors import TargetError
 from deploy.io.atomic import atomic_write
-from hwmodels.loihi.network import INPUT, Connection, LoihiNetwork, Population, sign_mode_of
+from hwmodels.loihi.network import (
+    INPUT,
+    Connection,
+    LoihiNetwork,
+    Population,
+    lava_dense_weights,
+    sign_mode_of,
+)
 
 NETX_BIAS_EXP = 6
+
+
+def netx_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """What lava-dl 0.6's ``optimize_weight_bits`` makes of stored dense weights:
+    ``(weights handed to Lava's Dense, num_weight_bits, weight_exp)``.
+
+    netx clips mixed-sign weights to [-256, 254], shifts them left by
+    ``scale_bits`` to fill 8 bits and sets ``weight_exp = -scale_bits``; the
+    Dense then derives its sign mode from the shifted weights.
+    """
+    w = np.asarray(weight).astype(np.int64)
+    if w.size == 0:
+        raise TargetError("netx cannot store an empty dense weight matrix")
+    hi, lo = int(w.max()), int(w.min())
+    if (hi > 254 and lo < 0) or (lo < -256 and hi > 0):
+        w = np.clip(w, -256, 254)
+        hi, lo = int(w.max()), int(w.min())
+    signed = int(hi >= 0 and lo < 0)
+    if signed:
+        scale = min(127 / hi if hi else np.inf, -128 / lo)
+    elif hi < 0:
+        scale = -256 / lo
+    else:
+        scale = 255 / hi if hi else np.inf
+    if not np.isfinite(scale):
+        raise TargetError("netx cannot store an all-zero dense weight matrix (its optimize_weight_bits "
+                          "divides by the largest weight)")
+    scale_bits = int(np.floor(np.log2(scale))) + signed
+    n = 8
+    while n > 0 and np.any(w % (1 << n)):
+        n -= 1
+    n -= signed
+    return np.left_shift(w, scale_bits), 8 - scale_bits - n, -scale_bits
+
+
+def netx_dense_effective(weight: np.ndarray) -> np.ndarray | None:
+    """Per-spike ``a_in`` contributions netx's Dense applies for stored integer
+    weights, or None when its shift of the sum is not exact for them."""
+    w, bits, exp = netx_weight_bits(weight)
+    lava = lava_dense_weights(w, bits, sign_mode_of(w))
+    if exp > 0 or np.any(lava % (1 << -exp)):
+        return None
+    return lava >> -exp
 
 
 def check_exportable(net: LoihiNetwork) -> None:
@@ -44,6 +102,9 @@ def check_exportable(net: LoihiNetwork) -> None:
     prev = INPUT
     for pop in net.populations:
         conns = net.incoming(pop.name)
+        if any(c.source == pop.name for c in conns):
+            raise TargetError(f"layer '{pop.name}': recurrent connections are not exported to netx "
+                              "(its dense_rec layer is not written)")
         if len(conns) != 1 or conns[0].source != prev:
             raise TargetError(f"layer '{pop.name}': netx describes a plain chain of layers; this layer "
                               "has a residual or skip input")
@@ -51,6 +112,14 @@ def check_exportable(net: LoihiNetwork) -> None:
         if c.kind == "dense" and c.weight_exp != 0:
             raise TargetError(f"layer '{c.name}': dense weight exponent {c.weight_exp} cannot be stored in "
                               "netx (it re-derives the exponent from 8-bit weights); map with option netx=True")
+        if c.kind == "dense":
+            w = c.effective_weight()
+            back = netx_dense_effective(w)
+            if back is None or not np.array_equal(back, w):
+                bad = int(np.argmax(np.ravel(back != w))) if back is not None else 0
+                raise TargetError(f"layer '{c.name}': netx re-derives the weight format from the stored "
+                                  f"integers and would change weight {np.ravel(w)[bad]} (flat index {bad}); "
+                                  "this layer cannot be expressed exactly in netx")
         if pop.bias_exp != NETX_BIAS_EXP:
             raise TargetError(f"layer '{pop.name}': bias_exp {pop.bias_exp} differs from netx's fixed "
                               f"{NETX_BIAS_EXP}; map with option bias_exp=6")
@@ -77,7 +146,6 @@ def export(net: LoihiNetwork, path: str | Path) -> Path:
             g["shape"] = np.asarray(net.input_shape, np.int64)
             g["inputScale"] = net.input_scale
             g["encoding"] = net.encoding
-            _neuron(g, du=4095, dv=4096 - 1, vth=0)
             i = 1
             for pop in net.populations:
                 c = net.incoming(pop.name)[0]
@@ -106,7 +174,7 @@ def _layer(g, net: LoihiNetwork, pop: Population, c: Connection) -> None:
         g["type"] = "dense"
         g["inFeatures"] = int(c.weight.shape[1])
         g["outFeatures"] = int(c.weight.shape[0])
-        g["weight"] = c.weight.astype(np.float32)
+        g["weight"] = c.effective_weight().astype(np.float32)
         g["bias"] = pop.bias_mant.reshape(-1).astype(np.float32)
     else:
         g["type"] = "conv"
@@ -160,10 +228,11 @@ def read(path: str | Path) -> LoihiNetwork:
             shape = tuple(int(s) for s in g["shape"][()])
             w = np.asarray(g["weight"][()]).astype(np.int64)
             n = g["neuron"]
-            if kind == "dense":
+            if kind == "dense":     # the weight format netx derives, so the reference runs what netx runs
                 bias = np.asarray(g["bias"][()]).astype(np.int64).reshape(shape)
-                conn = Connection(name, [name], prev, name, "dense", w, prev_shape, shape,
-                                  sign_mode=sign_mode_of(w))
+                w, bits, exp = netx_weight_bits(w)
+                conn = Connection(name, [name], prev, name, "dense", w, prev_shape, shape, weight_exp=exp,
+                                  num_weight_bits=bits, sign_mode=sign_mode_of(w))
             else:
                 b = np.asarray(g["bias"][()]).astype(np.int64)
                 bias = np.broadcast_to(b[:, None, None], shape).copy()

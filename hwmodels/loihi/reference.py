@@ -21,6 +21,8 @@ inside that loop: its spikes of step ``t`` reach its own ``a_in`` at step
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -170,20 +172,31 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
     return out
 
 
-def run(net: LoihiNetwork, xq: torch.Tensor, record_state: bool = False) -> dict[str, torch.Tensor]:
+def run(net: LoihiNetwork, xq: torch.Tensor, record_state: bool = False,
+        timing: str = "layer") -> dict[str, torch.Tensor]:
     """Run all populations on integer inputs ``xq`` (steps, B, *input_shape).
+
+    ``timing`` says when a population's bias switches on: ``"layer"`` (default,
+    the mapping's own timing and :func:`~hwmodels.loihi.lava_backend.run_lava`'s)
+    at its ``start``, the step its first input arrives; ``"netx"`` at step 0 for
+    every population, as the LIFs lava-dl's netx builds from an exported file
+    (bias set at construction) run. Input arrival is the same in both: one step
+    per synaptic layer.
 
     Returns ``{name: (steps, B, n) uint8 spikes}`` for every population, plus
     ``"input"`` (the messages, flattened) and, with ``record_state``,
     ``"<name>.u"`` / ``"<name>.v"``.
     """
+    if timing not in ("layer", "netx"):
+        raise ValueError(f"timing must be 'layer' or 'netx', got {timing!r}")
     if xq.shape[0] != net.steps:
         raise ValueError(f"expected {net.steps} steps of input, got {xq.shape[0]}")
     out: dict[str, torch.Tensor] = {INPUT: xq.reshape(xq.shape[0], xq.shape[1], -1)}
     with torch.no_grad():
         for pop in net.populations:
             loops = [c for c in net.incoming(pop.name) if c.source == pop.name]
-            res = lif_run(pop, synaptic_input(net, pop, out, skip=pop.name), record_state, loops)
+            neuron = pop if timing == "layer" else replace(pop, start=0)
+            res = lif_run(neuron, synaptic_input(net, pop, out, skip=pop.name), record_state, loops)
             out[pop.name] = res["spikes"]
             if record_state:
                 out[f"{pop.name}.u"], out[f"{pop.name}.v"] = res["u"], res["v"]
