@@ -13,7 +13,10 @@ Discrete-time neuron semantics (one step ``t``, input current ``x``)::
     s = v > threshold            # strict, as on Loihi and in snnTorch
     v = v - s * threshold        # reset "subtract";  "zero": v = v * (1 - s)
 
-``LI`` is the same membrane without spikes: its output is ``v``.
+``LIF(reset="subtract", reset_delay=True)`` is snnTorch's default timing: the
+threshold is subtracted one step later and not decayed,
+``v[t] = beta * v[t-1] + i[t] - s[t-1] * threshold`` (with reset "zero" the
+delay changes nothing). ``LI`` is the same membrane without spikes: its output is ``v``.
 
 Recurrent connections. A node may read a neuron layer's output *from the
 previous timestep*: such inputs are listed in ``inputs`` and also in the node's
@@ -221,7 +224,8 @@ class LIF(Node):
     """Leaky integrate-and-fire neurons (IF when beta == 1), optional synaptic current.
 
     ``beta`` and ``threshold`` are scalars or per-neuron/per-channel arrays
-    broadcastable to the input shape.
+    broadcastable to the input shape. ``reset_delay`` selects snnTorch's delayed,
+    undecayed subtraction (see the module docstring).
     """
 
     kind: ClassVar[str] = "lif"
@@ -229,11 +233,14 @@ class LIF(Node):
     threshold: float | np.ndarray = 1.0
     reset: str = "subtract"
     alpha: float | np.ndarray = 0.0
+    reset_delay: bool = False
 
     def validate(self, in_shapes):
         super().validate(in_shapes)
         if self.reset not in RESETS:
             raise ModelError(f"layer '{self.name}': reset must be one of {RESETS}, got {self.reset!r}")
+        if not isinstance(self.reset_delay, (bool, np.bool_)):
+            raise ModelError(f"layer '{self.name}': reset_delay must be true or false, got {self.reset_delay!r}")
         for key in ("beta", "alpha", "threshold"):
             val = np.asarray(getattr(self, key), dtype=np.float64)
             if not np.all(np.isfinite(val)):

@@ -12,6 +12,9 @@ as on Loihi, as a decrement ``d``: ``beta = 1 - d / 2**F`` (so IF neurons,
     s = v > thr_code                            # strict, as in deploy.ir
     v = v - s * thr_code   (reset "subtract")   or   v * (1 - s)  (reset "zero")
 
+With ``reset_delay`` (snnTorch's default timing) the subtraction moves to the
+next step, before the spike test: ``v = sat(R(v * beta_code / 2**F) + i - s_prev * thr_code)``.
+
 ``R`` is the layer's rounding mode (:mod:`quant.quantizers`): truncation is an
 arithmetic shift right. The arithmetic runs in float64 on integer values, which
 is exact for every product (at most 32 + 16 bits). Rounding passes gradients
@@ -149,7 +152,7 @@ class FixedPointLIF(_FixedPointBase):
     """
 
     def __init__(self, fmt: NeuronFormat, beta=1.0, threshold=1.0, alpha=0.0, reset: str = "subtract",
-                 surrogate_alpha: float = 2.0, exact: bool = False):
+                 surrogate_alpha: float = 2.0, exact: bool = False, reset_delay: bool = False):
         if reset not in ir.RESETS:
             raise QuantError(f"reset must be one of {ir.RESETS}, got {reset!r}")
         gen = torch.Generator().manual_seed(fmt.seed)
@@ -159,10 +162,12 @@ class FixedPointLIF(_FixedPointBase):
         self.register_buffer("alpha_code", decay_code(alpha, fmt, rnd, gen))
         self.use_current = bool(np.any(np.asarray(alpha) != 0))
         self.reset, self.surrogate_alpha = reset, surrogate_alpha
+        self.reset_delay = bool(reset_delay) and reset == "subtract"
 
     @classmethod
     def from_node(cls, node: ir.LIF, fmt: NeuronFormat, exact: bool = True) -> FixedPointLIF:
-        return cls(fmt, node.beta, node.threshold, node.alpha, node.reset, exact=exact)
+        return cls(fmt, node.beta, node.threshold, node.alpha, node.reset, exact=exact,
+                   reset_delay=node.reset_delay)
 
     def forward(self, x: torch.Tensor, return_state: bool = False):
         """Spikes (T, B, ...); with ``return_state`` also the membrane codes after each step's reset."""
@@ -173,15 +178,19 @@ class FixedPointLIF(_FixedPointBase):
         alpha = broadcast_to_features(self.alpha_code, xq[0])
         v = torch.zeros_like(xq[0])
         i = torch.zeros_like(xq[0])
+        r = torch.zeros_like(xq[0])
         out, states = [], []
         for x_t in xq:
             if self.use_current:
                 i = self._sat(self._decay(i, alpha, gen) + x_t)
                 x_t = i
+            if self.reset_delay:
+                x_t = x_t - r * thr
             v = self._sat(self._decay(v, beta, gen) + x_t)
             s = spike((v - thr) * self.fmt.lsb, self.surrogate_alpha)
             r = s.detach()
-            v = v - r * thr if self.reset == "subtract" else v * (1 - r)
+            if not self.reset_delay:
+                v = v - r * thr if self.reset == "subtract" else v * (1 - r)
             out.append(s)
             if return_state:
                 states.append(v.detach())

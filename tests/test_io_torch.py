@@ -62,6 +62,7 @@ def mlp(neuron) -> nn.Sequential:
 
 @pytest.mark.parametrize("reset,delay,beta", [("subtract", False, 0.8), ("zero", False, 0.8),
                                               ("zero", True, 0.7), ("subtract", True, 1.0),
+                                              ("subtract", True, 0.8), ("subtract", True, "per-neuron"),
                                               ("subtract", False, "per-neuron")])
 def test_leaky_matches_snntorch(reset, delay, beta):
     def neuron(n):
@@ -69,20 +70,21 @@ def test_leaky_matches_snntorch(reset, delay, beta):
         return snn.Leaky(beta=b, threshold=0.6, reset_mechanism=reset, reset_delay=delay, init_hidden=True)
 
     net = mlp(neuron)
-    x = torch.rand(T, 5, 12) * (0.5 if reset == "subtract" else 1.2)
+    x = torch.rand(T, 5, 12) * (0.5 if reset == "subtract" and not delay else 1.2)
     ref = run_snntorch(net, x, check_membrane=(reset == "subtract" and not delay))
     assert_same_spikes(ref, run_ir(net, x, x[0]))
+    assert from_torch(net)["1"].reset_delay == (reset == "subtract" and delay)
 
 
-@pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_synaptic_matches_snntorch(reset):
+@pytest.mark.parametrize("reset,delay", [("subtract", False), ("zero", False), ("subtract", True)])
+def test_synaptic_matches_snntorch(reset, delay):
     def neuron(n):
         return snn.Synaptic(alpha=0.5, beta=0.8, threshold=torch.linspace(0.8, 1.6, n),
-                            learn_threshold=True, reset_mechanism=reset, reset_delay=False, init_hidden=True)
+                            learn_threshold=True, reset_mechanism=reset, reset_delay=delay, init_hidden=True)
 
     net = mlp(neuron)
-    x = torch.rand(T, 5, 12) * 0.5
-    ref = run_snntorch(net, x, check_membrane=(reset == "subtract"))
+    x = torch.rand(T, 5, 12) * (1.2 if delay else 0.5)
+    ref = run_snntorch(net, x, check_membrane=(reset == "subtract" and not delay))
     assert_same_spikes(ref, run_ir(net, x, x[0]))
     graph = from_torch(net, x[0])
     assert graph["1"].alpha == pytest.approx(0.5) and graph["1"].threshold.shape == (24,)
@@ -109,14 +111,15 @@ def test_conv_net_matches_snntorch():
     assert graph["3"].padding == (1, 1)
 
 
-def test_delayed_subtractive_reset_warns():
-    net = nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.8, init_hidden=True))
+def test_only_the_inexact_delayed_reset_warns():
+    net = nn.Sequential(nn.Linear(4, 3), snn.Synaptic(alpha=0.5, beta=0.8, reset_mechanism="zero",
+                                                      init_hidden=True))
     with pytest.warns(UserWarning, match="reset_delay"):
         from_torch(net)
-    exact = nn.Sequential(nn.Linear(4, 3), snn.Leaky(beta=0.8, reset_delay=False, init_hidden=True))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        from_torch(exact)
+    for neuron in (snn.Leaky(beta=0.8, init_hidden=True), snn.Synaptic(alpha=0.5, beta=0.8, init_hidden=True)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert from_torch(nn.Sequential(nn.Linear(4, 3), neuron))["1"].reset_delay
 
 
 def test_own_modules_and_spiking_net_round_trip():
@@ -156,8 +159,9 @@ def test_unknown_snntorch_layer_and_non_sequential():
             super().__init__()
             self.fc = nn.Linear(3, 2)
 
-    with pytest.raises(ModelError, match="Net is not an nn.Sequential"):
-        from_torch(Net())
+    with pytest.raises(ModelError, match="model Net: forward.. failed on a sample of shape .1, 3. "
+                                         r"\(NotImplementedError"):
+        from_torch(Net())  # no forward()
     with pytest.raises(ModelError, match="input size unknown for Conv2d"):
         from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), snn.Leaky(beta=0.5, init_hidden=True)))
 

@@ -12,7 +12,9 @@ Sources, by what ``spec`` looks like:
   (the way ``uvicorn module:app`` does); only pass files you trust. With
   ``weights``, a state_dict file is loaded into the module (``weights_only=True``).
   The file may define ``INPUT_SHAPE`` (without batch; needed when the first layer
-  is a convolution), ``TIMESTEPS`` and ``ENCODING``.
+  is a convolution), ``TIMESTEPS`` and ``ENCODING``. The factory may return an
+  ``nn.Sequential`` or any module whose ``forward`` runs a chain of layers (an
+  snnTorch-style loop over time included; see :mod:`deploy.io.torch_import`).
 - a ``Graph`` or a live ``nn.Module`` (Python API).
 
 Every failure is a :class:`~deploy.errors.ModelError` with a one-line message.
@@ -42,11 +44,13 @@ _HDF5_MAGIC, _ZIP_MAGIC = b"\x89HDF\r\n\x1a\n", b"PK\x03\x04"
 
 
 def from_torch(module: nn.Module, sample_input: torch.Tensor | tuple[int, ...] | None = None,
-               timesteps: int = 8, encoding: str = "direct") -> ir.Graph:
+               timesteps: int | None = None, encoding: str = "direct") -> ir.Graph:
     """Convert a live torch/snnTorch module to a Graph (see :mod:`deploy.io.torch_import`).
 
-    ``sample_input``: a batch as one timestep of the module sees it, or the input
-    shape without batch; optional when the first layer is ``nn.Linear``.
+    ``sample_input``: a batch as the module's forward (for a Sequential: one
+    timestep) sees it, or the input shape without batch; optional when the first
+    layer is ``nn.Linear``. ``timesteps``: default the repetitions of a loop over
+    time in ``forward``, else 8.
     """
     return torch_import.convert(module, sample_input, timesteps, encoding)
 
@@ -64,7 +68,7 @@ def load_model(spec: str | Path | ir.Graph | nn.Module, trust_pickle: bool = Fal
     if isinstance(spec, ir.Graph):
         graph = spec.copy()
     elif isinstance(spec, nn.Module):
-        graph = from_torch(spec, input_shape, timesteps or 8, encoding or "direct")
+        graph = from_torch(spec, input_shape, timesteps, encoding or "direct")
     elif (m := _FACTORY.match(str(spec))) is not None:
         graph = _from_factory(Path(m["file"]), m["name"], weights, input_shape, timesteps, encoding)
     else:
@@ -104,7 +108,7 @@ def _from_checkpoint(path: Path, trust_pickle: bool, input_shape, timesteps, enc
             raise
         doc = _trusted_load(path)
         if isinstance(doc, nn.Module):
-            graph = from_torch(doc, input_shape, timesteps or 8, encoding or "direct")
+            graph = from_torch(doc, input_shape, timesteps, encoding or "direct")
             graph.meta["source"] = str(path)
             return graph
     if isinstance(doc, dict) and doc and "format" not in doc and _all_tensors(doc):
@@ -168,7 +172,7 @@ def _from_factory(path: Path, fname: str, weights, input_shape, timesteps, encod
         load_weights(net, weights)
     net.eval()
     graph = from_torch(net, input_shape or getattr(module, "INPUT_SHAPE", None),
-                       int(timesteps or getattr(module, "TIMESTEPS", 8)),
+                       timesteps or getattr(module, "TIMESTEPS", None),
                        encoding or getattr(module, "ENCODING", "direct"))
     graph.name, graph.meta["source"] = fname, f"{path}:{fname}"
     return graph

@@ -23,7 +23,8 @@ are ``v > v_threshold`` with reset to ``v_reset``, which must be 0 (the IR's
 reset "zero"). Export writes ``tau = dt/(1 - beta)``, ``r = tau/dt`` (so
 ``g = 1``), ``v_leak = 0``, ``v_reset = 0``; ``beta = 1`` becomes ``IF``
 (or ``I`` for a readout). NIR has no reset by subtraction: export stores
-``metadata["reset"] = "subtract"`` on those nodes, which import reads back,
+``metadata["reset"] = "subtract"`` on those nodes (and ``metadata["reset_delay"]
+= True`` for snnTorch's delayed subtraction), which import reads back,
 while other NIR tools reset to ``v_reset``; export warns about it.
 
 Multiple edges into a NIR node are summed (an IR ``Add`` node); export writes
@@ -130,6 +131,8 @@ def _export_neuron(node: ir.Node, shape: tuple[int, ...], dt: float) -> nir.NIRN
     alpha = _full(node, "alpha", shape)
     if node.reset == "subtract":
         meta["reset"] = "subtract"
+        if node.reset_delay:  # snnTorch's delayed subtraction: metadata only, like the reset itself
+            meta["reset_delay"] = True
     if np.any(alpha > 0):
         if np.any(alpha == 1) or np.any(beta == 1):
             raise ModelError(f"layer '{node.name}': NIR CubaLIF needs alpha < 1 and beta < 1 "
@@ -625,6 +628,8 @@ def from_nir(graph_or_path: nir.NIRGraph | str | Path, dt: float | None = None,
                     new = ir.LI(name, srcs, beta=compact(p.beta, shape))
                 else:
                     new = ir.LIF(name, srcs, beta=compact(p.beta, shape), reset=p.reset,
+                                 reset_delay=p.reset == "subtract" and bool((node.metadata or {}).get(
+                                     "reset_delay", False)),
                                  threshold=compact(p.threshold, shape),
                                  alpha=compact(0.0 if p.alpha is None else p.alpha, shape))
                 gain = np.array(np.broadcast_to(p.gain, shape), dtype=np.float64)

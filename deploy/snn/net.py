@@ -72,7 +72,7 @@ def module_for(node: ir.Node) -> nn.Module:
     if isinstance(node, ir.Add):
         return Add()
     if isinstance(node, ir.LIF):
-        return LIF(node.beta, node.threshold, node.reset, node.alpha)
+        return LIF(node.beta, node.threshold, node.reset, node.alpha, reset_delay=node.reset_delay)
     if isinstance(node, ir.LI):
         return LI(node.beta)
     builder = EXTRA_MODULES.get(node.kind)

@@ -2,7 +2,8 @@
 
 Inputs and outputs are time-major, shaped ``(T, B, *features)``; the loop over
 time lives here, everything else in the network is applied to all timesteps at
-once. The dynamics are those of :mod:`deploy.ir` (reset right after the spike).
+once. The dynamics are those of :mod:`deploy.ir`: reset right after the spike,
+or with ``reset_delay`` snnTorch's delayed, undecayed subtraction.
 """
 
 from __future__ import annotations
@@ -46,14 +47,20 @@ def broadcast_to_features(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class LIF(nn.Module):
-    """Leaky integrate-and-fire (IF with ``beta=1``), optional synaptic current ``alpha``."""
+    """Leaky integrate-and-fire (IF with ``beta=1``), optional synaptic current ``alpha``.
+
+    ``reset_delay=True`` (reset "subtract" only) subtracts the threshold of a spike
+    at the next step, undecayed: ``v[t] = beta v[t-1] + i[t] - s[t-1] thr``.
+    """
 
     def __init__(self, beta=0.9, threshold=1.0, reset: str = "subtract", alpha=0.0,
-                 learn_threshold: bool = False, learn_beta: bool = False, surrogate_alpha: float = 2.0):
+                 learn_threshold: bool = False, learn_beta: bool = False, surrogate_alpha: float = 2.0,
+                 reset_delay: bool = False):
         super().__init__()
         if reset not in ("subtract", "zero"):
             raise ValueError(f"reset must be 'subtract' or 'zero', got {reset!r}")
         self.reset, self.surrogate_alpha = reset, surrogate_alpha
+        self.reset_delay = bool(reset_delay) and reset == "subtract"  # a delayed zero reset is the same
         for name, val, learn in (("beta", beta, learn_beta), ("threshold", threshold, learn_threshold),
                                  ("alpha", alpha, False)):
             p = _param(val, learn)
@@ -69,20 +76,24 @@ class LIF(nn.Module):
         use_current = bool(torch.any(self.alpha != 0))
         v = torch.zeros_like(x[0])
         i = torch.zeros_like(x[0])
+        r = torch.zeros_like(x[0])
         out = []
         for x_t in x:
             if use_current:
                 i = alpha * i + x_t
                 x_t = i
             v = beta * v + x_t
+            if self.reset_delay:
+                v = v - r * thr
             s = spike(v - thr, self.surrogate_alpha)
             r = s.detach()
-            v = v - r * thr if self.reset == "subtract" else v * (1 - r)
+            if not self.reset_delay:
+                v = v - r * thr if self.reset == "subtract" else v * (1 - r)
             out.append(s)
         return torch.stack(out)
 
     def extra_repr(self) -> str:
-        return f"reset={self.reset}"
+        return f"reset={self.reset}" + (", reset_delay=True" if self.reset_delay else "")
 
 
 class LI(nn.Module):
