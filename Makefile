@@ -1,5 +1,5 @@
 # Two commands: `make demo` and `make test`. The venv is rebuilt only when
-# pyproject.toml changes or the interpreter is not a working Python 3.10.
+# pyproject.toml or .ci/requirements-nodeps.txt changes or the interpreter is not a working Python 3.10.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -10,12 +10,13 @@ JOBS   ?= 2
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml .ci/find-python
+$(STAMP): pyproject.toml .ci/find-python .ci/requirements-nodeps.txt
 	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then \
 		rm -rf $(VENV); py=$$(.ci/find-python) && echo "creating $(VENV) from $$py" && "$$py" -m venv $(VENV); \
 	fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps -r .ci/requirements-nodeps.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
