@@ -153,9 +153,10 @@ def run_netx(path: str, xq: torch.Tensor, input_message_bits: int = 0,
     """Run a netx file with the network lava-dl builds from it (``netx.hdf5.Network``) in Lava.
 
     ``xq``: input messages (steps, B, *input_shape), torch layout, fed to
-    ``Network.inp`` (graded when ``input_message_bits > 0``). Samples run one
-    after another; between them every LIF's ``u``, ``v`` and every synapse's
-    buffer are reset, the biases netx set stay. Returns the spikes of each netx
+    ``Network.inp`` (graded when ``input_message_bits > 0``) from one ring buffer
+    holding all samples. Samples run one after another; between them every
+    LIF's ``u``, ``v`` and every synapse's buffer are reset, the biases netx set
+    stay; the sinks are read once at the end. Returns the spikes of each netx
     block, in order, as (steps, B, n) uint8 in torch C-H-W flat order (the
     layout :func:`hwmodels.loihi.reference.run` uses). Needs lava-dl.
     """
@@ -170,28 +171,29 @@ def run_netx(path: str, xq: torch.Tensor, input_message_bits: int = 0,
     net = hdf5.Network(net_config=str(path), input_message_bits=input_message_bits)
     in_shape = lava_shape(tuple(int(s) for s in net.inp.shape))    # (W, H, C) -> torch (C, H, W)
     data = xq.reshape(steps, batch, *in_shape).numpy().astype(np.int64)
-    source = Source(data=to_lava(data[:, 0], in_shape).astype(np.int32))
+    seq = np.swapaxes(data, 0, 1).reshape(batch * steps, *in_shape)   # sample i at steps i*steps ...
+    source = Source(data=to_lava(seq, in_shape).astype(np.int32))
     source.s_out.connect(net.inp)
     shapes = [tuple(int(s) for s in layer.shape) for layer in net.layers]   # Lava (W, H, C) or (n,)
-    torch_shapes = [lava_shape(s) for s in shapes]
     sinks = []
     for layer, shape in zip(net.layers, shapes, strict=True):
-        sinks.append(Sink(shape=shape, buffer=steps))
+        sinks.append(Sink(shape=shape, buffer=batch * steps))
         layer.out.connect(sinks[-1].a_in)
-    out = [torch.zeros(steps, batch, int(np.prod(s)), dtype=torch.uint8) for s in shapes]
     cfg = Loihi2SimCfg(select_tag="fixed_pt")
     try:
         for i in tqdm(range(batch), desc="lava-dl netx", disable=not progress, leave=False):
             if i:
-                source.data.set(to_lava(data[:, i], in_shape).astype(np.int32))
                 for layer in net.layers:
                     for var in (layer.neuron.u, layer.neuron.v):
                         var.set(np.zeros(var.shape))
                     buf = layer.synapse.a_buf if hasattr(layer.synapse, "a_buf") else layer.synapse.a_buff
                     buf.set(np.zeros(buf.shape))
             net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
-            for k, (sink, shape) in enumerate(zip(sinks, torch_shapes, strict=True)):
-                out[k][:, i] = torch.from_numpy(from_lava(sink.data.get(), shape) != 0)
+        out = []
+        for sink, shape in zip(sinks, shapes, strict=True):
+            spikes = from_lava(sink.data.get(), lava_shape(shape)) != 0          # (batch * steps, n)
+            out.append(torch.from_numpy(np.ascontiguousarray(spikes.reshape(batch, steps, -1).swapaxes(0, 1),
+                                                             dtype=np.uint8)))
     finally:
         net.stop()
     return out
