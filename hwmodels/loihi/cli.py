@@ -39,8 +39,13 @@ def netx_cmd(
     mapping = tgt.map(graph)
     netx.export(mapping.network, out)
     errors = ", ".join(f"{c.name} {c.error.get('weight', 0):.3f}" for c in mapping.network.connections)
-    Console().print(f"{len(mapping.network.populations)} layers on {mapping.placement.cores} core(s) -> "
+    net = mapping.network
+    Console().print(f"{len(net.populations)} layers on {mapping.placement.cores} core(s) -> "
                     f"[bold]{out}[/bold] (relative weight error: {errors})")
+    feed = (f"graded x_q = round(x * {net.input_scale}) with input_message_bits=8" if net.graded_input
+            else f"{net.encoding} input spikes")
+    Console().print(f"lava-dl: netx.hdf5.Network(net_config=...) takes {feed} at Network.inp; "
+                    "its biases start at step 0 (reference timing='netx')", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
