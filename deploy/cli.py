@@ -140,6 +140,10 @@ def inspect_cmd(model: ModelArg, trust_pickle: TrustOpt = False, weights: Weight
     table.add_section()
     table.add_row("total", "", "", "", f"{info['params']:,}", "", human(info["memory_bytes"], "B"))
     console.print(table)
+    state = sum(r["state_bytes"] for r in info["layers"])
+    console.print(f"memory {human(info['memory_bytes'], 'B')} = weights and neuron parameters at their stored "
+                  f"precision {human(info['memory_bytes'] - state, 'B')} + neuron state {human(state, 'B')} "
+                  "(1 KB = 1024 B); every target's report starts from this figure")
 
 
 EXPORT_FORMATS = ("nir", "onnx", "native")

@@ -407,19 +407,11 @@ class Graph:
 
     # -- memory at the stored precision -----------------------------------------
     def memory_bytes(self) -> dict[str, float]:
-        """Bytes per node at each array's precision (sub-byte precisions included)."""
-        out = {}
-        for n in self.nodes:
-            bits = 0
-            for key, arr in n.arrays().items():
-                bits += arr.size * n.precision.get(key, 32)
-            if isinstance(n, (LIF, LI)):
-                for key in ("beta", "threshold", "alpha"):
-                    val = getattr(n, key, None)
-                    if val is not None and not isinstance(val, np.ndarray):
-                        bits += n.precision.get(key, 32)
-            out[n.name] = bits / 8
-        return out
+        """Parameter bytes per node at their precision (sub-byte included), without neuron state;
+        the parameter part of :func:`deploy.metrics.layer_memory`, the one memory definition."""
+        from deploy.metrics import layer_memory
+
+        return {name: m.params for name, m in layer_memory(self).items()}
 
     # -- serialization -------------------------------------------------------------
     def to_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -61,6 +61,85 @@ class Activity:
         return {name: asdict(la) for name, la in self.layers.items()}
 
 
+# -- memory: one definition for inspect, every target, quantize and the report ---------------
+@dataclass(frozen=True)
+class LayerMemory:
+    """Bytes one node needs at its stored precision (sub-byte precisions included).
+
+    ``weights``: synaptic arrays (weight, bias, weight scale); ``neuron_params``:
+    the parameters of every other node (beta, threshold, alpha; per-timestep
+    scales); ``state``: one membrane register per neuron (``precision["membrane"]``
+    bits) and one synaptic-current register per neuron where ``alpha != 0``
+    (``precision["current"]``). Absent precisions are float32.
+    """
+
+    weights: float = 0.0
+    neuron_params: float = 0.0
+    state: float = 0.0
+
+    @property
+    def params(self) -> float:
+        return self.weights + self.neuron_params
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.neuron_params + self.state
+
+
+def array_bytes(node: ir.Node, key: str) -> float:
+    """Bytes of one stored quantity of ``node`` at its precision: an array, or a scalar
+    neuron parameter (beta, threshold, alpha); 0 when the node has none."""
+    val = getattr(node, key, None)
+    if val is None:
+        return 0.0
+    size = val.size if isinstance(val, np.ndarray) else 1
+    return size * node.precision.get(key, 32) / 8
+
+
+def layer_memory(graph: ir.Graph) -> dict[str, LayerMemory]:
+    """Memory per node: weights at stored precision + neuron parameters + neuron state, in bytes.
+
+    The one definition of memory (printed with 1 KB = 1024 B); targets
+    report their own overheads on top of it as named extras.
+    """
+    shapes = graph.shapes()
+    out: dict[str, LayerMemory] = {}
+    for n in graph.nodes:
+        keys = list(n.arrays())
+        if isinstance(n, (ir.LIF, ir.LI)):
+            keys += [k for k in ("beta", "threshold", "alpha")
+                     if k not in keys and getattr(n, k, None) is not None]
+        params = float(sum(array_bytes(n, k) for k in keys))
+        state = 0.0
+        if n.kind in ir.NEURON_KINDS:
+            size = int(np.prod(shapes[n.name]))
+            bits = n.precision.get("membrane", 32)
+            if isinstance(n, ir.LIF) and np.any(np.asarray(n.alpha) != 0):
+                bits += n.precision.get("current", 32)
+            state = size * bits / 8
+        synapse = n.kind in ir.SYNAPSE_KINDS
+        out[n.name] = LayerMemory(weights=params if synapse else 0.0,
+                                  neuron_params=0.0 if synapse else params, state=state)
+    return out
+
+
+def memory_totals(graph: ir.Graph) -> dict[str, float]:
+    """Whole-graph memory: ``param_bytes`` (weights + neuron parameters), ``state_bytes`` and
+    their sum ``memory_bytes`` (see :func:`layer_memory`)."""
+    mem = layer_memory(graph).values()
+    params, state = float(sum(m.params for m in mem)), float(sum(m.state for m in mem))
+    return {"param_bytes": params, "state_bytes": state, "memory_bytes": params + state}
+
+
+def neurobench_footprint(graph: ir.Graph) -> float:
+    """NeuroBench's own footprint: bytes of the parameters and buffers of the PyTorch module that
+    runs ``graph`` (``numel * element_size``, float32 whatever the stored precision, no state)."""
+    from deploy.snn.net import SpikingNet
+
+    net = SpikingNet(graph)
+    return float(sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()]))
+
+
 def dense_synops(node: ir.Node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one timestep of a synaptic node."""
     if isinstance(node, ir.Linear):

@@ -19,7 +19,15 @@ import torch
 from deploy import __version__, ir
 from deploy import data as datasets
 from deploy.errors import DataError, DeployError, ModelError
-from deploy.metrics import Activity, assumed_activity
+from deploy.metrics import (
+    Activity,
+    assumed_activity,
+    layer_memory,
+    memory_totals,
+    neurobench_footprint,
+)
+from deploy.report import health
+from deploy.report.costs import latency_path
 from deploy.report.schema import (
     Accuracy,
     Breakdown,
@@ -189,10 +197,13 @@ def _accuracy(activity: Activity, y: torch.Tensor) -> float:
     return float((activity.predictions == y).float().mean())
 
 
-def _totals(cost: Cost, activity: Activity) -> Totals:
+def _totals(cost: Cost, activity: Activity, graph: ir.Graph) -> Totals:
+    from deploy.report.costs import memory_split, memory_totals
+
+    base, overheads = memory_totals(memory_split(graph, cost))
     return Totals(energy_j=cost.energy_j, latency_s=cost.latency_s, memory_bytes=cost.memory_bytes,
                   synops=activity.total("synops_effective"), spikes=activity.total("spikes"),
-                  area_mm2=cost.area_mm2)
+                  area_mm2=cost.area_mm2, memory_base_bytes=base, memory_overhead_bytes=overheads)
 
 
 def _breakdown(cost: Cost) -> Breakdown:
@@ -234,16 +245,19 @@ def compile(model: ModelLike, target: str | Target = "digital",
         accuracy = Accuracy(dataset=data_name, samples=len(x), reference=_accuracy(ref, y),
                             deployed=_accuracy(activity, y), file=ts.file, sha256=ts.sha256)
 
-    comparison = None
+    comparison = o_act = None
     if compare:
         other = get_target(compare, config if _shares_spec(tgt, compare) else None)
         _, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress)
         ratios = {"energy": _ratio(o_cost.energy_j, cost.energy_j),
                   "latency": _ratio(o_cost.latency_s, cost.latency_s),
                   "memory": _ratio(o_cost.memory_bytes, cost.memory_bytes)}
-        comparison = Comparison(target=other.name, totals=_totals(o_cost, o_act), breakdown=_breakdown(o_cost),
+        comparison = Comparison(target=other.name, totals=_totals(o_cost, o_act, graph), breakdown=_breakdown(o_cost),
                                 accuracy_deployed=_accuracy(o_act, y) if y is not None else None,
-                                ratios=ratios)
+                                ratios=ratios, this_target=tgt.name,
+                                this_accuracy_deployed=accuracy.deployed if accuracy else None,
+                                this_spikes=activity.total("spikes"), spikes=o_act.total("spikes"),
+                                layer_spikes={k: la.spikes for k, la in o_act.layers.items() if la.kind == "lif"})
 
     mode = "activity" if x is not None else "assumed-rate"
     assumptions = list(cost.assumptions)
@@ -254,15 +268,17 @@ def compile(model: ModelLike, target: str | Target = "digital",
     else:
         assumptions.insert(0, f"activity-driven: simulated spikes of {len(x)} samples of {data_name}, "
                               "energies and latencies are per inference")
-    return Report(
+    report = Report(
         model=_model_info(model, graph),
         target=TargetInfo(description=tgt.description, spec_file=tgt.spec.path, **{
             k: v for k, v in tgt.describe().items() if k in ("name", "options", "spec")}),
-        mode=mode, accuracy=accuracy, totals=_totals(cost, activity), breakdown=_breakdown(cost),
-        metrics=_metrics(graph, activity), layers=_layer_rows(tgt.graph_of(mapping), cost, activity),
-        comparison=comparison, assumptions=assumptions,
+        mode=mode, accuracy=accuracy, totals=_totals(cost, activity, graph), breakdown=_breakdown(cost),
+        metrics=_metrics(graph, activity), layers=_layer_rows(tgt.graph_of(mapping), cost, activity, graph),
+        comparison=comparison, assumptions=assumptions, latency=latency_path(cost),
         run={"seed": seed, "samples": len(x) if x is not None else 0, "duration_s": time.perf_counter() - start,
              "version": __version__, "rate": rate if x is None else None})
+    report.warnings = health.check(report, activity, o_act, graph)
+    return report
 
 
 def _shares_spec(tgt: Target, other: str) -> bool:
@@ -286,15 +302,20 @@ def _model_info(model: ModelLike, graph: ir.Graph) -> ModelInfo:
 
 def _metrics(graph: ir.Graph, activity: Activity) -> Metrics:
     syn = [la for la in activity.layers.values() if la.kind in ir.SYNAPSE_KINDS]
-    return Metrics(params=graph.params(), footprint_bytes=float(sum(graph.memory_bytes().values())),
+    return Metrics(params=graph.params(), footprint_bytes=memory_totals(graph)["memory_bytes"],
+                   footprint_neurobench_bytes=neurobench_footprint(graph),
                    activation_sparsity=activity.sparsity(),
                    synops_dense=float(sum(la.synops_dense for la in syn)),
                    synops_effective_macs=float(sum(la.synops_effective for la in syn if not la.binary_input)),
                    synops_effective_acs=float(sum(la.synops_effective for la in syn if la.binary_input)))
 
 
-def _layer_rows(graph: ir.Graph, cost: Cost, activity: Activity) -> list[LayerRow]:
-    shapes = graph.shapes()
+def _layer_rows(graph: ir.Graph, cost: Cost, activity: Activity, model: ir.Graph) -> list[LayerRow]:
+    """One row per cost layer; memory split into the model's (``model``, the graph as given) and
+    the target's named overheads."""
+    from deploy.report.costs import memory_split
+
+    shapes, memory = graph.shapes(), memory_split(model, cost)
     rows = []
     for lc in cost.layers:
         la = activity.layers.get(lc.name)
@@ -302,7 +323,8 @@ def _layer_rows(graph: ir.Graph, cost: Cost, activity: Activity) -> list[LayerRo
             name=lc.name, kind=lc.kind, shape=list(shapes.get(lc.name, ())), energy_j=lc.energy_total_j,
             latency_s=lc.latency_s, memory_bytes=lc.memory_bytes,
             synops=la.synops_effective if la else 0.0, spike_rate=la.spike_rate if la else 0.0,
-            energy_breakdown_j=dict(lc.energy_j), resources=_jsonable(lc.resources)))
+            energy_breakdown_j=dict(lc.energy_j), resources=_jsonable(lc.resources),
+            memory_base_bytes=memory[lc.name][0], memory_overhead_bytes=memory[lc.name][1]))
     return rows
 
 
@@ -321,9 +343,18 @@ def _jsonable(obj: Any) -> Any:
 def inspect(model: ModelLike, trust_pickle: bool = False, weights: str | None = None, *,
             dt: float | None = None, encoding: str | None = None,
             timesteps: int | None = None) -> dict[str, Any]:
-    """Graph summary without simulating: rows per layer and totals at the stored precision."""
+    """Graph summary without simulating: rows per layer and totals at the stored precision.
+
+    ``memory_bytes`` per row is the one memory definition (weights at stored precision
+    + neuron parameters + neuron state, :func:`deploy.metrics.layer_memory`), split
+    into ``weight_bytes``, ``neuron_param_bytes`` and ``state_bytes``.
+    """
     graph = resolve_model(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)
-    rows = graph.summary_rows()
+    rows, memory = graph.summary_rows(), layer_memory(graph)
+    for r in rows:
+        m = memory[r["name"]]
+        r.update(memory_bytes=m.total, weight_bytes=m.weights, neuron_param_bytes=m.neuron_params,
+                 state_bytes=m.state)
     return {"name": graph.name, "input_shape": graph.input_shape, "timesteps": graph.timesteps,
             "encoding": graph.encoding, "layers": rows, "params": graph.params(),
             "memory_bytes": float(sum(r["memory_bytes"] for r in rows)), "graph": graph}

@@ -38,23 +38,42 @@ class LayerCost:
     kind: str
     energy_j: dict[str, float] = field(default_factory=dict)   # by component
     latency_s: float = 0.0
+    #: memory on the target: ``memory_base_bytes`` + the named ``memory_overhead_bytes``
     memory_bytes: float = 0.0
     resources: dict[str, Any] = field(default_factory=dict)
+    #: the model's own memory (:func:`deploy.metrics.layer_memory`), the same on every target
+    memory_base_bytes: float | None = None
+    #: what the target stores beyond (or instead of) that, by named cause; may be negative
+    memory_overhead_bytes: dict[str, float] = field(default_factory=dict)
 
     @property
     def energy_total_j(self) -> float:
         return float(sum(self.energy_j.values()))
 
+    def set_memory(self, base: float, overheads: dict[str, float] | None = None) -> None:
+        """Memory on the target = ``base`` (the model's) + the non-zero named ``overheads``."""
+        self.memory_base_bytes = float(base)
+        self.memory_overhead_bytes = {k: float(v) for k, v in (overheads or {}).items() if v}
+        self.memory_bytes = self.memory_base_bytes + float(sum(self.memory_overhead_bytes.values()))
+
 
 @dataclass
 class Cost:
-    """Per-layer costs plus totals; ``latency_s`` may differ from the layer sum (pipelines)."""
+    """Per-layer costs plus totals; ``latency_s`` may differ from the layer sum (pipelines).
+
+    ``pipelined`` says whether layers overlap in time, ``critical_layer`` names the
+    layer that bounds ``latency_s`` and ``latency_note`` states how the total
+    follows from the layer latencies.
+    """
 
     layers: list[LayerCost]
     latency_s: float
     latency_breakdown_s: dict[str, float] = field(default_factory=dict)
     area_mm2: float | None = None
     assumptions: list[str] = field(default_factory=list)
+    pipelined: bool = False
+    critical_layer: str | None = None
+    latency_note: str = ""
 
     @property
     def energy_j(self) -> float:
@@ -62,7 +81,23 @@ class Cost:
 
     @property
     def memory_bytes(self) -> float:
+        """Memory on the target (model memory + the target's overheads)."""
         return float(sum(lc.memory_bytes for lc in self.layers))
+
+    @property
+    def memory_base_bytes(self) -> float | None:
+        """The model's own memory (one definition), None if a layer does not state it."""
+        if any(lc.memory_base_bytes is None for lc in self.layers):
+            return None
+        return float(sum(lc.memory_base_bytes for lc in self.layers))
+
+    def memory_overhead_bytes(self) -> dict[str, float]:
+        """The target's memory overheads summed over layers, by name."""
+        out: dict[str, float] = {}
+        for lc in self.layers:
+            for key, b in lc.memory_overhead_bytes.items():
+                out[key] = out.get(key, 0.0) + b
+        return out
 
     def energy_breakdown(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -80,6 +115,10 @@ class Target(ABC):
     description: str = ""
     #: node kinds this target can run; others are reported by :meth:`check`
     supported_kinds: frozenset[str] = frozenset({"linear", "conv2d", "pool2d", "flatten", "add", "lif", "li"})
+    #: True when :meth:`simulate` computes in the target's own arithmetic at the graph's stored
+    #: precision (fixed point, crossbar conversions), so its accuracy is the deployed one; False
+    #: for a float simulation (then ``quant`` runs its fixed-point network and costs that activity)
+    bit_true: bool = False
 
     def __init__(self, spec: Spec | None = None, options: dict[str, Any] | None = None):
         self.spec = spec or load_spec(self.spec_name)
@@ -121,6 +160,10 @@ class Target(ABC):
     @abstractmethod
     def cost(self, mapping: Any, activity: Activity) -> Cost:
         """Energy, latency and memory of the mapped network for this activity."""
+
+    def cores_used(self, mapping: Any) -> int | None:
+        """Cores a mapping occupies, for targets built of cores (None otherwise)."""
+        return None
 
     def graph_of(self, mapping: Any) -> ir.Graph:
         """The (possibly transformed) graph a mapping runs."""

@@ -5,30 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from deploy import ir
-from deploy.metrics import activity_from_record, merge
+from deploy.metrics import activity_from_record, memory_totals, merge
 
 
 def memory(graph: ir.Graph) -> dict[str, float]:
-    """Bytes at the stored precision: parameters (``Graph.memory_bytes``) plus neuron state.
-
-    State is one membrane register per neuron (``precision["membrane"]`` bits,
-    32 when absent) and a synaptic-current register where ``alpha != 0``.
-    """
-    params = float(sum(graph.memory_bytes().values()))
-    shapes = graph.shapes()
-    bits = 0.0
-    for n in graph.nodes:
-        if n.kind not in ir.NEURON_KINDS:
-            continue
-        size = int(np.prod(shapes[n.name]))
-        bits += size * n.precision.get("membrane", 32)
-        if isinstance(n, ir.LIF) and np.any(np.asarray(n.alpha) != 0):
-            bits += size * n.precision.get("current", 32)
-    return {"param_bytes": params, "state_bytes": bits / 8, "memory_bytes": params + bits / 8}
+    """Bytes at the stored precision: ``param_bytes``, ``state_bytes`` and ``memory_bytes``, the
+    toolchain's one memory definition (:func:`deploy.metrics.memory_totals`)."""
+    return memory_totals(graph)
 
 
 @dataclass

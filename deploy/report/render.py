@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from deploy import ir
 from deploy.errors import DeployError
@@ -135,6 +136,9 @@ def _document(report: Report, figures: Sequence[str]) -> _Doc:
                    ("spec file", t.spec_file or "n/a"),
                    ("options", ", ".join(f"{k}={v}" for k, v in t.options.items()) or "defaults"),
                    ("mode", report.mode)])
+    if report.warnings:
+        doc.add("h2", "Warnings")
+        doc.add("warn", [(w.code, w.layer, w.message) for w in report.warnings])
     if report.accuracy:
         a = report.accuracy
         doc.add("h2", "Accuracy")
@@ -150,8 +154,10 @@ def _document(report: Report, figures: Sequence[str]) -> _Doc:
               "n/a" if tot.area_mm2 is None else f"{human(tot.area_mm2)} mm²"]], "r" * 6)
     mt = report.metrics
     doc.add("h2", "NeuroBench metrics")
-    doc.add("kv", [("parameters", f"{mt.params:,}"), ("footprint", human(mt.footprint_bytes, "B")),
-                   ("activation sparsity", f"{mt.activation_sparsity:.3f}"),
+    doc.add("kv", [("parameters", f"{mt.params:,}"), ("footprint", _footprint(mt))]
+            + ([("footprint, NeuroBench's definition", _footprint_nb(mt))]
+               if mt.footprint_neurobench_bytes is not None else [])
+            + [("activation sparsity", f"{mt.activation_sparsity:.3f}"),
                    ("synaptic ops, dense", human(mt.synops_dense)),
                    ("synaptic ops, effective MACs", human(mt.synops_effective_macs)),
                    ("synaptic ops, effective ACs", human(mt.synops_effective_acs))])
@@ -161,10 +167,13 @@ def _document(report: Report, figures: Sequence[str]) -> _Doc:
     if with_res:
         doc.add("h3", "Resources per layer")
         doc.add("list", [f"{r.name}: " + ", ".join(f"{k}={v}" for k, v in r.resources.items()) for r in with_res])
+    _memory_section(doc, report)
     doc.add("h2", "Energy breakdown")
     doc.add("table", ["component", "energy", "share"], _breakdown_rows(report.breakdown.energy_j, "J"))
     doc.add("h2", "Latency breakdown")
     doc.add("table", ["component", "latency", "share"], _breakdown_rows(report.breakdown.latency_s, "s"))
+    if report.latency is not None:
+        doc.add("p", latency_sentence(report))
     if report.comparison:
         _comparison_section(doc, report)
     if figures:
@@ -181,6 +190,88 @@ def _document(report: Report, figures: Sequence[str]) -> _Doc:
         doc.add("h2", "Run")
         doc.add("kv", [(k, _value(v)) for k, v in report.run.items() if v is not None])
     return doc
+
+
+#: what each named memory overhead of a target stands for
+MEMORY_OVERHEADS = {
+    "requantization": "the target's copy of the weights at its own precision, minus the model's",
+    "crossbar_cells": "crossbar cells holding the weight codes (polarities, bit-slices, bits per cell), "
+                      "minus the weights and per-output scales they replace",
+    "unused_cells": "cells of the allocated arrays that hold no weight",
+    "synapse_format": "Loihi synaptic memory (nonzero synapses, convolutions unrolled over output "
+                      "positions, pooling folded in) minus the dense weights",
+    "state_registers": "Loihi's 24-bit u and v registers per neuron, minus the model's neuron state",
+    "target": "the target's figure minus the model's (the target names no overheads)",
+}
+MEMORY_DEFINITION = ("memory = weights at their stored precision + neuron parameters + neuron state, "
+                     "in bytes (1 KB = 1024 B)")
+
+
+def _footprint(mt) -> str:
+    return f"{human(mt.footprint_bytes, 'B')} ({MEMORY_DEFINITION})"
+
+
+def _footprint_nb(mt) -> str:
+    nb = mt.footprint_neurobench_bytes
+    return (f"{human(nb, 'B')} (float32 parameters and buffers of the PyTorch module, no neuron state; "
+            f"{'+' if nb >= mt.footprint_bytes else '-'}{human(abs(nb - mt.footprint_bytes), 'B')} vs the footprint above)")
+
+
+def memory_columns(report: Report) -> list[str]:
+    """Names of the target's memory overheads, in order of first appearance."""
+    return list(dict.fromkeys(k for r in report.layers for k in r.memory_overhead_bytes))
+
+
+def memory_sentence(report: Report, units: bool = True) -> str:
+    """One sentence: the model's memory, the target's, and what makes the difference."""
+    tot, name = report.totals, report.target.name
+    if tot.memory_base_bytes is None:
+        return f"{human(tot.memory_bytes, 'B')} on {name}" + (" (1 KB = 1024 B)" if units else "")
+    over = tot.memory_overhead_bytes
+    text = f"model {human(tot.memory_base_bytes, 'B')}"
+    if over:
+        text += "".join(f" {'+' if v >= 0 else '−'} {k.replace('_', ' ')} {human(abs(v), 'B')}"
+                        for k, v in over.items())
+        text += f" = {human(tot.memory_bytes, 'B')} on {name}"
+    else:
+        text += f", stored as is on {name}"
+    return text + (" (1 KB = 1024 B)" if units else "")
+
+
+def latency_sentence(report: Report) -> str:
+    """How the total latency follows from the layer latencies, and which layer bounds it."""
+    lat = report.latency
+    head = f"Critical layer: {lat.critical_layer}; s" if lat.critical_layer else "S"
+    return (f"{head}um of the layer latencies {human(lat.layer_sum_s, 's')} vs total "
+            f"{human(lat.total_s, 's')}. {lat.note[:1].upper() + lat.note[1:]}.")
+
+
+def _memory_section(doc: _Doc, report: Report) -> None:
+    if not report.layers or any(r.memory_base_bytes is None for r in report.layers):
+        return
+    cols = memory_columns(report)
+    doc.add("h2", "Memory")
+    doc.add("p", f"Memory is defined once: {MEMORY_DEFINITION.removeprefix('memory = ')}. The model's figure "
+                 "is the same on every target and in `deploy inspect` and `deploy quantize`; "
+                 f"{report.target.name}'s own overheads are the named columns: "
+                 f"{memory_sentence(report, units=False)}.")
+    if cols:
+        doc.add("list", [f"{k.replace('_', ' ')}: {MEMORY_OVERHEADS.get(k, 'named by the target')}" for k in cols])
+    rows = [[r.name, human(r.memory_base_bytes, "B"),
+             *(_signed_bytes(r.memory_overhead_bytes.get(k, 0.0)) for k in cols), human(r.memory_bytes, "B")]
+            for r in report.layers]
+    tot = report.totals
+    rows.append(["total", human(tot.memory_base_bytes, "B"),
+                 *(_signed_bytes(tot.memory_overhead_bytes.get(k, 0.0)) for k in cols),
+                 human(tot.memory_bytes, "B")])
+    doc.add("table", ["layer", "model", *(k.replace("_", " ") for k in cols), f"on {report.target.name}"],
+            rows, "l" + "r" * (len(cols) + 2))
+
+
+def _signed_bytes(v: float) -> str:
+    if v == 0:
+        return "-"
+    return ("+" if v > 0 else "−") + human(abs(v), "B")
 
 
 def _comparison_section(doc: _Doc, report: Report) -> None:
@@ -201,6 +292,19 @@ def _comparison_section(doc: _Doc, report: Report) -> None:
         rows.append(["accuracy (deployed)", _pct(report.accuracy.deployed if report.accuracy else None),
                      _pct(c.accuracy_deployed), ""])
     doc.add("table", ["", me, other, f"{other} ÷ {me}"], rows)
+    caution = sorted({w.code for w in report.warnings if w.code in ("activity-mismatch", "silent-layer",
+                                                                    "accuracy-collapse")})
+    if caution:
+        doc.add("p", f"Caution ({', '.join(caution)}, see Warnings): the ratios compare networks that do not "
+                     "behave alike on the two targets; quote them only for a network that is accurate and "
+                     "spikes in every layer on both.")
+    if c.layer_spikes:
+        mine = {r.name: r.spike_rate * math.prod(r.shape) * report.model.timesteps
+                for r in report.layers if r.kind == "lif"}
+        doc.add("h3", "Spikes per layer (per inference)")
+        doc.add("table", ["layer", me, other],
+                [[name, human(mine.get(name)), human(c.layer_spikes.get(name))]
+                 for name in dict.fromkeys([*mine, *c.layer_spikes])])
     for key, unit, what in (("energy_j", "J", "Energy"), ("latency_s", "s", "Latency")):
         mine, theirs = getattr(report.breakdown, key), getattr(c.breakdown, key)
         comps = list(dict.fromkeys([*mine, *theirs]))
@@ -235,6 +339,8 @@ def _to_markdown(doc: _Doc) -> str:
             out.append("\n".join(f"- **{k}**: {v}" for k, v in p[0]))
         elif kind == "list":
             out.append("\n".join(f"- {item}" for item in p[0]))
+        elif kind == "warn":
+            out.append("\n".join(f"- ⚠ **{code}**{f' ({layer})' if layer else ''}: {msg}" for code, layer, msg in p[0]))
         elif kind == "table":
             out.append(_md_table(*p))
         elif kind == "img":
@@ -253,7 +359,8 @@ padding:0 1em;color:#222;line-height:1.45}h1{border-bottom:2px solid #ddd;paddin
 h2{margin-top:1.6em;border-bottom:1px solid #eee}table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
 th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}
 .l{text-align:left}table.kv td{text-align:left}table.kv td:first-child{font-weight:600}
-img{max-width:100%;border:1px solid #eee;margin:.4em 0}ul{padding-left:1.3em}"""
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}ul{padding-left:1.3em}
+ul.warn{background:#fff8d6;border:1px solid #e6c200;padding:.5em .5em .5em 2em}"""
 
 
 def _h(text: Any) -> str:
@@ -272,6 +379,10 @@ def _to_html(doc: _Doc, title: str, images: Mapping[str, bytes]) -> str:
             parts.append(f'<table class="kv">{rows}</table>')
         elif kind == "list":
             parts.append("<ul>" + "".join(f"<li>{_h(i)}</li>" for i in p[0]) + "</ul>")
+        elif kind == "warn":
+            parts.append('<ul class="warn">' + "".join(
+                f"<li><b>{_h(code)}</b>{_h(f' ({layer})' if layer else '')}: {_h(msg)}</li>"
+                for code, layer, msg in p[0]) + "</ul>")
         elif kind == "table":
             align = p[2] if len(p) > 2 else "l" + "r" * (len(p[0]) - 1)
             cls = ['' if a == "r" else ' class="l"' for a in align]
@@ -342,8 +453,12 @@ def _summary(report: Report) -> Group:
         grid.add_row("accuracy", f"{_pct(a.deployed)} deployed, {_pct(a.reference)} float reference "
                                  f"({a.samples} samples of {a.dataset})")
     grid.add_row("energy", human(tot.energy_j, "J") + " per inference")
-    grid.add_row("latency", human(tot.latency_s, "s") + " per inference")
-    grid.add_row("memory", human(tot.memory_bytes, "B"))
+    lat = report.latency
+    grid.add_row("latency", human(tot.latency_s, "s") + " per inference" + (
+        "" if lat is None else f" ({'layers pipelined' if lat.pipelined else 'layers in sequence'}"
+        + (f", {'bound by' if lat.pipelined else 'largest'} {lat.critical_layer}" if lat.critical_layer else "")
+        + f"; layer latencies sum to {human(lat.layer_sum_s, 's')})"))
+    grid.add_row("memory", memory_sentence(report))
     grid.add_row("synops", f"{human(tot.synops)} effective, {human(report.metrics.synops_dense)} dense")
     grid.add_row("spikes", f"{human(tot.spikes)} (activation sparsity {report.metrics.activation_sparsity:.3f})")
     if tot.area_mm2 is not None:
@@ -352,7 +467,13 @@ def _summary(report: Report) -> Group:
         c = report.comparison
         grid.add_row(f"vs {c.target}", ", ".join(f"{k} {ratio(v)}" for k, v in c.ratios.items())
                      + f"  ({c.target} ÷ {report.target.name})")
-    return Group(table, Panel(grid, title="totals", expand=False))
+        acc_me = report.accuracy.deployed if report.accuracy else None
+        grid.add_row("both", f"{report.target.name}: {_pct(acc_me)} deployed, {human(tot.spikes)} spikes; "
+                             f"{c.target}: {_pct(c.accuracy_deployed)} deployed, {human(c.totals.spikes)} spikes")
+    parts: list[Any] = [table, Panel(grid, title="totals", expand=False)]
+    parts += [Text(f"⚠ {w.code}" + (f" ({w.layer})" if w.layer else "") + f": {w.message}", style="yellow")
+              for w in report.warnings]
+    return Group(*parts)
 
 
 def print_summary(report: Report, console: Console | None = None) -> None:
@@ -393,6 +514,7 @@ def render_comparison(reports: Sequence[Report], outdir: Path | None = None) -> 
                                        for a in acc)])
     rows.append(["dataset", *(f"{r.accuracy.dataset}, {r.accuracy.samples}" if r.accuracy else "none"
                               for r in reports)])
+    rows.append(["warnings", *(", ".join(sorted({w.code for w in r.warnings})) or "none" for r in reports)])
     text = (f"# Comparison of {len(reports)} reports\n\nRatios are each report ÷ the first ({labels[0]}): "
             f"above 1 means {labels[0]} uses less.\n\n" + _md_table(["", *labels], rows) + "\n")
     if outdir is not None:

@@ -52,10 +52,13 @@ class Accuracy(_Strict):
 class Totals(_Strict):
     energy_j: float
     latency_s: float
-    memory_bytes: float
+    memory_bytes: float           # on the target: memory_base_bytes + the named overheads
     synops: float
     spikes: float
     area_mm2: float | None = None
+    #: the model's memory (weights at stored precision + neuron parameters + state), same on every target
+    memory_base_bytes: float | None = None
+    memory_overhead_bytes: dict[str, float] = Field(default_factory=dict)
 
 
 class Breakdown(_Strict):
@@ -74,13 +77,23 @@ class LayerRow(_Strict):
     spike_rate: float
     energy_breakdown_j: dict[str, float] = Field(default_factory=dict)
     resources: dict[str, Any] = Field(default_factory=dict)
+    memory_base_bytes: float | None = None
+    memory_overhead_bytes: dict[str, float] = Field(default_factory=dict)
 
 
 class Metrics(_Strict):
-    """NeuroBench-style static and workload metrics (per inference)."""
+    """NeuroBench-style static and workload metrics (per inference).
+
+    ``footprint_bytes`` is the toolchain's memory definition (weights at stored
+    precision, sub-byte included, + neuron parameters + state);
+    ``footprint_neurobench_bytes`` is NeuroBench's own (``numel * element_size`` of
+    the parameters and buffers of the PyTorch module that runs the graph: float32
+    whatever the stored precision, no neuron state).
+    """
 
     params: int
     footprint_bytes: float
+    footprint_neurobench_bytes: float | None = None
     activation_sparsity: float
     synops_dense: float
     synops_effective_macs: float
@@ -88,11 +101,39 @@ class Metrics(_Strict):
 
 
 class Comparison(_Strict):
+    """The same model and inputs on a second target (``target``); ``this_*`` repeat this report's
+    figures so that both targets' accuracy and spikes sit side by side."""
+
     target: str
     totals: Totals
     breakdown: Breakdown
     accuracy_deployed: float | None = None
     ratios: dict[str, float | None]
+    this_target: str | None = None
+    this_accuracy_deployed: float | None = None
+    this_spikes: float | None = None
+    spikes: float | None = None
+    #: spikes per inference of each spiking layer on the compared target
+    layer_spikes: dict[str, float] = Field(default_factory=dict)
+
+
+class HealthWarning(_Strict):
+    """A finding about the deployed network: ``accuracy-collapse``, ``silent-layer``,
+    ``saturated-layer`` or ``activity-mismatch``; ``layer`` is None for whole-network ones."""
+
+    code: str
+    layer: str | None = None
+    message: str
+
+
+class LatencyPath(_Strict):
+    """How the total latency follows from the per-layer latencies."""
+
+    pipelined: bool
+    critical_layer: str | None = None
+    layer_sum_s: float
+    total_s: float
+    note: str = ""
 
 
 class Report(_Strict):
@@ -108,6 +149,8 @@ class Report(_Strict):
     comparison: Comparison | None = None
     assumptions: list[str] = Field(default_factory=list)
     run: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[HealthWarning] = Field(default_factory=list)
+    latency: LatencyPath | None = None
 
     # -- I/O ---------------------------------------------------------------------
     def to_json(self) -> str:

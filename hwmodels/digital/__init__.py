@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploy import ir
-from deploy.metrics import Activity
+from deploy.metrics import Activity, layer_memory
 from hwmodels.base import Cost, LayerCost, Target
 
 
@@ -35,14 +35,15 @@ class DigitalTarget(Target):
     def cost(self, mapping, activity: Activity) -> Cost:
         graph: ir.Graph = self.graph_of(mapping)
         s = self.spec
-        shapes, memory = graph.shapes(), graph.memory_bytes()
+        shapes, memory = graph.shapes(), layer_memory(graph)   # weights + neuron params + state, no overhead
         sram = s["e_sram_read_pj_per_bit"]
         cycle = 1.0 / s["clock_hz"]
         pes = s["pe_count"]
         layers, latency = [], 0.0
         for node in graph.nodes:
             la = activity.layers[node.name]
-            lc = LayerCost(node.name, node.kind, memory_bytes=memory[node.name])
+            lc = LayerCost(node.name, node.kind)
+            lc.set_memory(memory[node.name].total)
             ops = 0.0
             if node.kind in ir.SYNAPSE_KINDS:
                 bits = node.precision.get("weight", 32)
@@ -58,7 +59,6 @@ class DigitalTarget(Target):
                 updates = int(np.prod(shapes[node.name])) * activity.timesteps
                 lc.energy_j["neuron_updates"] = updates * (mult + 2 * add) * 1e-12
                 lc.energy_j["state_access"] = updates * 2 * bits * sram * 1e-12
-                lc.memory_bytes += int(np.prod(shapes[node.name])) * bits / 8
                 ops = updates
                 lc.resources = {"state_bits": bits}
             elif node.kind == "timescale":  # per-timestep affine (folded BNTT): one multiply-add per value

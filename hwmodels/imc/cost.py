@@ -21,6 +21,11 @@ active cells. Energy per component:
 Latency: consecutive reads of a layer are pipelined (fetch, convert, shift-add,
 LIF), so a layer's time per step is reads x the slowest stage plus the fill;
 layers are pipelined over timesteps: ``sum_l step_l + (T - 1) * max_l step_l``.
+
+Memory: the deployed graph's own (:func:`deploy.metrics.layer_memory`, weights
+at the crossbar's precision) plus, per synaptic layer, ``crossbar_cells`` (the
+cells used minus the weights and scales they hold) and ``unused_cells`` (the
+rest of the layer's arrays).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import math
 import numpy as np
 
 from deploy import ir
-from deploy.metrics import Activity, LayerActivity
+from deploy.metrics import Activity, LayerActivity, array_bytes, layer_memory
 from hwmodels.base import Cost, LayerCost
 from hwmodels.imc.mapping import ImcMapping, LayerMap
 from hwmodels.spec import Spec
@@ -125,6 +130,7 @@ class CostModel:
     def cost(self, activity: Activity) -> Cost:
         graph, s = self.m.graph, self.s
         shapes, t_steps = graph.shapes(), activity.timesteps
+        mem = layer_memory(graph)
         area = self.area
         layers, steps, measured = [], {}, True
         for node in graph.nodes:
@@ -139,7 +145,7 @@ class CostModel:
                 step, bound, fill = self.step_time(lm)
                 steps[node.name] = (step, bound, fill)
                 lc.latency_s = step * t_steps
-                lc.memory_bytes = lm.cells_used * self.cfg.bits_per_cell / 8
+                lc.set_memory(mem[node.name].total, self.memory_overheads(node, lm))
                 lc.resources = {"arrays": lm.arrays, "row_tiles": lm.row_tiles, "col_tiles": lm.col_tiles,
                                 "cells": lm.arrays * self.cfg.rows * self.cfg.cols, "cells_used": lm.cells_used,
                                 "utilisation": round(lm.utilisation(self.cfg.rows, self.cfg.cols), 4),
@@ -148,16 +154,42 @@ class CostModel:
                                 **{k: round(v, 3) for k, v in c.items()}}
             elif node.kind in ("lif", "li"):
                 lc.energy_j["lif"] = n_out * t_steps * s["lif_power_dynamic_w"] * s["lif_latency_s"]
-                lc.memory_bytes = n_out * node.precision.get("membrane", 32) / 8
+                lc.set_memory(mem[node.name].total)
                 lc.resources = {"neuron_updates": n_out * t_steps}
             else:
                 lc.energy_j["digital"] = self._digital(node, shapes, n_out) * t_steps
+                lc.set_memory(mem[node.name].total)
             layers.append(lc)
         total, breakdown = self._pipeline(steps, t_steps)
         units = sum(lm.outputs for lm in self.m.layers.values())
         layers[-1].energy_j["leakage"] = units * s["lif_power_leak_w"] * total
+        critical, note = self.latency_note(steps, t_steps, total)
         return Cost(layers=layers, latency_s=total, latency_breakdown_s=breakdown,
-                    area_mm2=sum(area.values()) * 1e-6, assumptions=self.assumptions(measured))
+                    area_mm2=sum(area.values()) * 1e-6, assumptions=self.assumptions(measured),
+                    pipelined=True, critical_layer=critical, latency_note=note)
+
+    def memory_overheads(self, node: ir.Node, lm: LayerMap) -> dict[str, float]:
+        """What a synaptic layer stores on the crossbar beyond its weights at the deployed precision:
+        ``crossbar_cells`` (the cells holding the codes, with polarities and bit-slices, minus the
+        weights and per-output scales they replace) and ``unused_cells`` (the rest of its arrays)."""
+        bpc, cfg = self.cfg.bits_per_cell, self.cfg
+        cells = lm.cells_used * bpc / 8
+        replaced = array_bytes(node, "weight") + array_bytes(node, "weight_scale")
+        return {"crossbar_cells": cells - replaced,
+                "unused_cells": (lm.arrays * cfg.rows * cfg.cols - lm.cells_used) * bpc / 8}
+
+    @staticmethod
+    def latency_note(steps: dict[str, tuple[float, str, float]], t_steps: int,
+                     total: float) -> tuple[str | None, str]:
+        """(critical layer, sentence): how the pipelined total follows from the layer steps."""
+        if not steps:
+            return None, "no synaptic layer: no crossbar latency"
+        slowest = max(steps, key=lambda k: steps[k][0])
+        fill = sum(v[0] for v in steps.values())
+        return slowest, (f"layers pipelined over timesteps: total = one step of every synaptic layer "
+                         f"({fill * 1e9:.4g} ns) + {t_steps - 1} x the slowest step ({slowest}, "
+                         f"{steps[slowest][0] * 1e9:.4g} ns) = {total * 1e9:.4g} ns; a layer's latency is "
+                         f"{t_steps} x its step, so the layer latencies add up to more than the total")
 
     def _digital(self, node: ir.Node, shapes, n_out: int) -> float:
         """Energy per timestep of pooling, residual adds and the per-timestep affine."""

@@ -14,6 +14,13 @@ lasts as long as the slowest layer, plus the routing of the longest message
 path and the barrier (interpolated linearly in the number of tiles between
 the spec's 1-tile and 32-tile figures, extrapolated beyond). An inference
 takes ``timesteps + depth`` steps (the pipeline fills once).
+
+Memory: the model's own (:func:`deploy.metrics.layer_memory`) plus named
+overheads: ``requantization`` (each synaptic layer's dense weights at the
+connection's weight bits, its scales folded into the threshold),
+``synapse_format`` (the synaptic memory of nonzero synapses, convolutions
+unrolled, minus those dense weights) and ``state_registers`` (24-bit ``u`` and
+``v`` per neuron instead of the model's state).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from deploy import ir
-from deploy.metrics import Activity
+from deploy.metrics import Activity, array_bytes, layer_memory
 from hwmodels.base import Cost, LayerCost
 from hwmodels.loihi.network import INPUT, LoihiNetwork
 from hwmodels.loihi.partition import Placement, conn_key
@@ -45,6 +52,9 @@ def estimate(spec: Spec, graph: ir.Graph, net: LoihiNetwork, pl: Placement, acti
     s = spec
     t_steps = activity.timesteps
     layers = {n.name: LayerCost(n.name, n.kind) for n in graph.nodes}
+    mem = layer_memory(graph)
+    for lc in layers.values():
+        lc.set_memory(mem[lc.name].total)
     busy: dict[str, float] = {}                     # per population: core time per inference (s)
     n_cores = {p.name: sum(pc["population"] == p.name for pc in pl.per_core) for p in net.populations}
     for pop in net.populations:
@@ -54,7 +64,7 @@ def estimate(spec: Spec, graph: ir.Graph, net: LoihiNetwork, pl: Placement, acti
         msgs, ew, ns = _routing(la, pl, pop.name, "spike_", la.spikes)
         lc.energy_j["neuron_updates"] = (active * s["e_neuron_active_pj"] + inactive * s["e_neuron_inactive_pj"]) * PJ
         lc.energy_j["spike_routing"] = (msgs * s["e_spike_tile_pj"] + ew * s["e_hop_ew_pj"] + ns * s["e_hop_ns_pj"]) * PJ
-        lc.memory_bytes = pop.size * 2 * s["state_bits"] / 8
+        _add_memory(lc, {"state_registers": pop.size * 2 * s["state_bits"] / 8 - mem[pop.name].state})
         t_neuron = (active * s["t_neuron_active_ns"] + inactive * s["t_neuron_inactive_ns"]
                     + msgs * s["t_spike_tile_ns"]) * NS
         busy[pop.name] = busy.get(pop.name, 0.0) + t_neuron
@@ -68,6 +78,7 @@ def estimate(spec: Spec, graph: ir.Graph, net: LoihiNetwork, pl: Placement, acti
                         "vth": pop.vth, "du": pop.du, "dv": pop.dv, "bias_exp": pop.bias_exp,
                         "start_step": pop.start, "spike_messages": msgs, "hops_ew": ew, "hops_ns": ns,
                         "quantization_error": dict(pop.error)}
+    counted: set[str] = set()                       # synapse nodes whose weights are re-quantized
     for conn in net.connections:
         la, lc = activity.layers[conn.name], layers[conn.name]
         key = conn_key(conn)
@@ -81,13 +92,20 @@ def estimate(spec: Spec, graph: ir.Graph, net: LoihiNetwork, pl: Placement, acti
             msgs, _, _ = _routing(la, pl, INPUT, "input_", la.input_events)
             lc.energy_j["input_messages"] = msgs * s["e_spike_tile_pj"] * PJ
             t_syn += msgs * s["t_spike_tile_ns"] * NS
-        mem = pl.synapses[key] * conn.num_weight_bits / 8
-        lc.memory_bytes += mem
+        syn_mem = pl.synapses[key] * conn.num_weight_bits / 8
+        syn_over = _synapse_overheads(graph, conn, syn_mem, counted)
+        for name in conn.nodes:
+            node = graph[name]
+            if node.kind in ir.SYNAPSE_KINDS and name not in counted:
+                counted.add(name)
+                _add_memory(layers[name], {"requantization": node.weight.size * conn.num_weight_bits / 8
+                                           - array_bytes(node, "weight") - array_bytes(node, "weight_scale")})
+        _add_memory(lc, syn_over)
         busy[conn.target] = busy.get(conn.target, 0.0) + t_syn
         lc.latency_s += t_syn / n_cores[conn.target]
         res = lc.resources.setdefault("connections", [])
         res.append({"from": conn.source, "to": conn.target, "process": _process(conn), "synapses": pl.synapses[key],
-                    "synaptic_memory_bytes": mem, "weight_exp": conn.weight_exp,
+                    "synaptic_memory_bytes": syn_mem, "weight_exp": conn.weight_exp,
                     "num_weight_bits": conn.num_weight_bits, "delay": conn.delay, "graded_input": conn.graded,
                     "synaptic_ops": ops, "weight_error": conn.error.get("weight", 0.0)})
     step = {name: b / (t_steps * n_cores[name]) for name, b in busy.items()}
@@ -97,8 +115,36 @@ def estimate(spec: Spec, graph: ir.Graph, net: LoihiNetwork, pl: Placement, acti
     compute = max(step.values(), default=0.0)
     breakdown = {"compute": steps * compute, "routing": steps * route, "barrier_sync": steps * barrier}
     assumptions = assumptions_for(spec, net, pl) + list(notes)
-    return Cost(layers=[layers[n.name] for n in graph.nodes], latency_s=float(sum(breakdown.values())),
-                latency_breakdown_s=breakdown, assumptions=assumptions)
+    total = float(sum(breakdown.values()))
+    critical = max(step, key=step.get) if step else None
+    note = (f"cores run in parallel and synchronize every step: total = {steps} steps x (slowest layer's "
+            f"time per step, {critical}: {_time(compute)} + routing {_time(route)} + barrier "
+            f"{_time(barrier)}) = {_time(total)}; a layer's latency is its work per inference "
+            "divided over its cores, and the layers overlap in time")
+    return Cost(layers=[layers[n.name] for n in graph.nodes], latency_s=total,
+                latency_breakdown_s=breakdown, assumptions=assumptions, pipelined=True,
+                critical_layer=critical, latency_note=note)
+
+
+def _time(t: float) -> str:
+    return f"{t * 1e9:.4g} ns" if t < 1e-6 else f"{t * 1e6:.4g} us"
+
+
+def _add_memory(lc: LayerCost, overheads: dict[str, float]) -> None:
+    """Add named overheads to a layer's memory (its base stays the model's)."""
+    merged = dict(lc.memory_overhead_bytes)
+    for key, b in overheads.items():
+        merged[key] = merged.get(key, 0.0) + b
+    lc.set_memory(lc.memory_base_bytes or 0.0, merged)
+
+
+def _synapse_overheads(graph: ir.Graph, conn, syn_mem: float, counted: set[str]) -> dict[str, float]:
+    """``synapse_format``: the synaptic memory of a connection (nonzero synapses x weight bits, a
+    convolution unrolled over its output positions, pooling folded in) minus its layers' dense
+    weights at the same bits, which the ``requantization`` column already holds."""
+    dense = sum(graph[n].weight.size for n in conn.nodes
+                if graph[n].kind in ir.SYNAPSE_KINDS and n not in counted)
+    return {"synapse_format": syn_mem - dense * conn.num_weight_bits / 8}
 
 
 def _process(conn) -> str:
