@@ -194,7 +194,8 @@ def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: floa
 
 
 def _accuracy(activity: Activity, y: torch.Tensor) -> float:
-    return float((activity.predictions == y).float().mean())
+    """Correct / samples as an exact Python float (the precision search reports the same number)."""
+    return int((activity.predictions == y).sum()) / len(y)
 
 
 def _totals(cost: Cost, activity: Activity, graph: ir.Graph) -> Totals:
@@ -241,6 +242,8 @@ def compile(model: ModelLike, target: str | Target = "digital",
         data_name, x, y = ts.name, ts.x, ts.y
     mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress)
     if x is not None:
+        # the reference is the float model: float32 neurons on the stored weights, whatever
+        # precision the graph records (the target's run above is the bit-true one)
         ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed))
         accuracy = Accuracy(dataset=data_name, samples=len(x), reference=_accuracy(ref, y),
                             deployed=_accuracy(activity, y), file=ts.file, sha256=ts.sha256)

@@ -76,15 +76,23 @@ def quantize_cmd(
     out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
     data: DataOpt = "digits",
     max_acc_drop: Annotated[float, typer.Option(help="accuracy tolerance in points below float")] = 1.0,
-    max_memory: Annotated[float | None, typer.Option(help="memory budget in KB (best accuracy within it)")] = None,
+    max_memory: Annotated[float | None, typer.Option(
+        help="memory budget in KB (1 KB = 1024 bytes); alone: best accuracy within it")] = None,
+    max_cores: Annotated[int | None, typer.Option(help="at most this many cores of the target's mapping "
+                                                       "(loihi, loihi2)")] = None,
+    max_latency: Annotated[float | None, typer.Option(help="latency limit on the target, seconds per inference")] = None,
+    max_energy: Annotated[float | None, typer.Option(help="energy limit on the target, joules per inference")] = None,
     weights: Annotated[str, typer.Option(help="weight bit widths, e.g. 2..16 or 2,4,8")] = "2..16",
     neuron: Annotated[str, typer.Option(help="neuron (membrane/threshold) bit widths")] = "4..24",
     rounding: Annotated[str, typer.Option(help="all | comma list of " + ", ".join(ROUNDING))] = "all",
     scheme: Annotated[str, typer.Option(help="ptq | qat | both")] = "both",
     per_layer: Annotated[bool, typer.Option("--per-layer", help="refine bit widths layer by layer")] = False,
     granularity: Annotated[str, typer.Option(help="weight scales per 'channel' or per 'tensor'")] = "channel",
-    target: Annotated[str | None, typer.Option(help="also cost energy per inference on this target")] = None,
-    objective: Annotated[str | None, typer.Option(help="memory | accuracy | energy (default from options)")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="evaluate every candidate on this target: its simulation's accuracy, energy and latency")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="memory | accuracy | energy | latency | edp (default: accuracy with --max-memory alone, energy with "
+             "--target, else memory)")] = None,
     samples: Annotated[int | None, typer.Option(help="test samples to evaluate (default: all)")] = None,
     qat_epochs: Annotated[int, typer.Option(help="fine-tuning epochs per QAT configuration")] = 3,
     onnx: Annotated[bool, typer.Option("--onnx", help="also export the chosen synapses to ONNX (QCDQ)")] = False,
@@ -114,7 +122,8 @@ def quantize_cmd(
                     max_memory=None if max_memory is None else max_memory * 1024, weight_bits=ws,
                     neuron_bits=ns, rounding=modes, schemes=SCHEME_CHOICES[scheme], per_layer=per_layer,
                     per_channel=granularity == "channel", target=target, objective=objective, samples=samples,
-                    qat_epochs=qat_epochs, seed=seed, progress=sys.stderr.isatty())
+                    qat_epochs=qat_epochs, seed=seed, progress=sys.stderr.isatty(), max_cores=max_cores,
+                    max_latency=max_latency, max_energy=max_energy)
     doc = result.save(out, onnx=onnx, seed=seed)
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)
@@ -123,33 +132,68 @@ def quantize_cmd(
                   f"{', onnx/' if 'onnx' in doc else ''})")
 
 
-def print_summary(result, console=None) -> None:
-    """The baseline, the chosen configuration and the Pareto front as a Rich table."""
+def _pct(a: float | None) -> str:
+    return "n/a" if a is None else f"{100 * a:.2f} %"
+
+
+def _si(v: float | None, unit: str) -> str:
+    if v is None:
+        return "n/a"
+    for scale, prefix in ((1e-12, "p"), (1e-9, "n"), (1e-6, "µ"), (1e-3, "m")):
+        if abs(v) < scale * 1000:
+            return f"{v / scale:.3g} {prefix}{unit}"
+    return f"{v:.3g} {unit}"
+
+
+def print_summary(result, console=None, max_rejected: int = 8) -> None:
+    """The baseline, the chosen configuration and the Pareto front as a Rich table, then the
+    configurations a constraint other than the accuracy tolerance rejected, with the constraint."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     b, c, sv = result.baseline, result.chosen, result.savings()
-    table = Table(title=f"{result.model} on {result.dataset} ({result.samples} test samples)")
-    for col in ("", "configuration", "accuracy", "memory", "params", "energy"):
+    on = f" on {result.target}" if result.target else ""
+    table = Table(title=f"{result.model}{on}, {result.dataset} ({result.samples} test samples)")
+    cols = ["", "configuration", "accuracy", "memory", "params"]
+    if result.target:
+        cols += ["energy", "latency"]
+    cores = b.get("cores") is not None
+    if cores:
+        cols.append("cores")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("", "configuration") else "right")
 
-    def energy(e):
-        return "n/a" if e is None else f"{e * 1e9:.3g} nJ"
+    def row(kind: str, label: str, acc, mem, params, energy, latency, n_cores) -> None:
+        cells = [kind, label, _pct(acc), _kb(mem), _kb(params)]
+        if result.target:
+            cells += [_si(energy, "J"), _si(latency, "s")]
+        if cores:
+            cells.append("n/a" if n_cores is None else str(n_cores))
+        table.add_row(*cells)
 
-    table.add_row("float32", "32-bit weights and neurons", f"{100 * b['accuracy']:.2f} %", _kb(b["memory_bytes"]),
-                  _kb(b["param_bytes"]), energy(b["energy_j"]))
-    table.add_row("chosen", c.config.label() + (f" {c.config.layer_bits}" if c.config.layer_bits else ""),
-                  f"{100 * c.accuracy:.2f} %", _kb(c.memory_bytes), _kb(c.param_bytes), energy(c.energy_j))
-    front = [result.evaluated[i] for i in result.front]
-    for p in front:
-        table.add_row("front", p.config.label(), f"{100 * p.accuracy:.2f} %", _kb(p.memory_bytes),
-                      _kb(p.param_bytes), energy(p.energy_j))
+    def point(kind: str, p, label: str | None = None) -> None:
+        row(kind, label or p.config.label(), p.accuracy, p.memory_bytes, p.param_bytes, p.energy_j,
+            p.latency_s, p.cores)
+
+    row("float32", "32-bit weights and neurons", b["accuracy"], b["memory_bytes"], b["param_bytes"],
+        b.get("energy_j"), b.get("latency_s"), b.get("cores"))
+    point("chosen", c, c.config.label() + (f" {c.config.layer_bits}" if c.config.layer_bits else ""))
+    for i in result.front:
+        point("front", result.evaluated[i])
     console.print(table)
-    console.print(f"memory {sv['memory']:.2f}x smaller than float32 (parameters {sv['params']:.2f}x), "
-                  f"accuracy {-sv['accuracy_drop_points']:+.2f} points; {len(result.evaluated)} configurations "
-                  f"evaluated, {result.skipped} skipped as dominated, of {result.space['size']} "
-                  f"network-level ones, in {result.seconds:.1f} s", highlight=False)
+    rejected = [p for p in result.evaluated if p.constrained]
+    if rejected:
+        console.print(f"rejected by a constraint ({len(rejected)} of {len(result.evaluated)}):", highlight=False)
+    for p in rejected[:max_rejected]:
+        reasons = [r for r in p.rejected_by if not r.startswith("max_acc_drop")]
+        console.print(f"  {p.config.label()}: {'; '.join(reasons)}", highlight=False, markup=False, soft_wrap=True)
+    if len(rejected) > max_rejected:
+        console.print(f"  ... and {len(rejected) - max_rejected} more (rejected_by in search.json)", highlight=False)
+    console.print(f"accuracy measured on {result.accuracy_on}; memory {sv['memory']:.2f}x smaller than float32 "
+                  f"(parameters {sv['params']:.2f}x), accuracy {-sv['accuracy_drop_points']:+.2f} points; "
+                  f"{len(result.evaluated)} configurations evaluated, {result.skipped} skipped as dominated, of "
+                  f"{result.space['size']} network-level ones, in {result.seconds:.1f} s", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

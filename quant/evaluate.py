@@ -1,4 +1,5 @@
-"""What a quantized graph costs and how well it does: memory, accuracy, energy on a target."""
+"""What a quantized graph costs and how well it does: memory, accuracy, and energy, latency and
+cores on a target."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import torch
 
 from deploy import ir
-from deploy.metrics import activity_from_record, memory_totals, merge
+from deploy.metrics import Activity, memory_totals
 
 
 def memory(graph: ir.Graph) -> dict[str, float]:
@@ -17,51 +18,69 @@ def memory(graph: ir.Graph) -> dict[str, float]:
     return memory_totals(graph)
 
 
+#: samples per simulation batch, ``deploy compile``'s default: rate-encoded inputs draw their
+#: spikes batch by batch, so the search and compile must batch alike to see the same inputs
+BATCH_SIZE = 128
+
+
 @dataclass
 class Evaluation:
-    accuracy: float
+    """Accuracy (None when the target cannot run the graph), memory, and the target's costs."""
+
+    accuracy: float | None
     memory: dict[str, float]
     energy_j: float | None = None
+    latency_s: float | None = None
+    cores: int | None = None
+    error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, **self.memory, "energy_j": self.energy_j}
+        return {"accuracy": self.accuracy, **self.memory, "energy_j": self.energy_j, "latency_s": self.latency_s,
+                "cores": self.cores, "error": self.error}
 
 
-def _own_simulator(target) -> bool:
-    from hwmodels.base import Target
+def fixed_point_activity(graph: ir.Graph, x: torch.Tensor, batch_size: int = BATCH_SIZE,
+                         seed: int = 0) -> Activity:
+    """Run the bit-true network of ``graph`` (:func:`quant.neurons.quantized_net`; float neurons
+    where it records no formats) on model-shaped ``x``, the input generator seeded with ``seed``."""
+    from hwmodels.base import simulate_module
+    from quant.neurons import quantized_net
 
-    return type(target).simulate is not Target.simulate
+    return simulate_module(quantized_net(graph).eval(), graph, x, batch_size, torch.Generator().manual_seed(seed))
+
+
+def _accuracy(activity: Activity, y: torch.Tensor) -> float:
+    return int((activity.predictions == y).sum()) / max(len(y), 1)
 
 
 @torch.no_grad()
-def evaluate(graph: ir.Graph, x: torch.Tensor, y: torch.Tensor, target=None, batch_size: int = 256,
+def evaluate(graph: ir.Graph, x: torch.Tensor, y: torch.Tensor, target=None, batch_size: int = BATCH_SIZE,
              seed: int = 0) -> Evaluation:
-    """Accuracy of the bit-true network (fixed-point neurons) on (x, y), memory, and energy per
-    inference on ``target`` (a :class:`hwmodels.base.Target`) when given.
+    """Accuracy and memory of ``graph`` on (x, y); on ``target`` (a :class:`hwmodels.base.Target`)
+    also energy and latency per inference and the cores it occupies.
 
-    Targets with a simulator of their own simulate the graph themselves; otherwise
-    the fixed-point run's activity is costed.
+    Without a target the bit-true fixed-point network runs. A target whose
+    ``bit_true`` is set simulates the graph itself, and its simulation gives the
+    accuracy (what ``deploy compile`` reports, same batches and seed); otherwise
+    the fixed-point run's activity is costed. A graph the target cannot map or
+    run (:class:`~deploy.errors.TargetError`) gets ``accuracy=None`` and ``error``.
     """
     from deploy.data import fit_to_model
-    from quant.neurons import quantized_net
+    from deploy.errors import TargetError
 
     x = fit_to_model(x, graph.input_shape, graph.encoding)
-    net = quantized_net(graph).eval()
-    record = target is not None and not _own_simulator(target)
-    correct, parts = 0, []
-    gen = torch.Generator().manual_seed(seed)
-    for i in range(0, len(x), batch_size):
-        out, values = net.run(x[i:i + batch_size], record=record, generator=gen)
-        correct += int((net.logits(out).argmax(-1) == y[i:i + batch_size]).sum())
-        if record:
-            parts.append(activity_from_record(net.graph, values, out))
-    energy = None
-    if target is not None:
+    mem = memory(graph)
+    if target is None:
+        return Evaluation(_accuracy(fixed_point_activity(graph, x, batch_size, seed), y), mem)
+    try:
         mapping = target.map(graph)
-        if record:
-            activity = merge(parts)
-        else:
+        if target.bit_true:
             activity = target.simulate(mapping, x, batch_size=batch_size,
                                        generator=torch.Generator().manual_seed(seed))
-        energy = float(target.cost(mapping, activity).energy_j)
-    return Evaluation(correct / max(len(x), 1), memory(graph), energy)
+        else:
+            activity = fixed_point_activity(graph, x, batch_size, seed)
+        cost = target.cost(mapping, activity)
+    except TargetError as exc:
+        return Evaluation(None, mem, error=str(exc))
+    return Evaluation(_accuracy(activity, y), mem, float(cost.energy_j), float(cost.latency_s),
+                      target.cores_used(mapping))

@@ -16,8 +16,13 @@ With ``reset_delay`` (snnTorch's default timing) the subtraction moves to the
 next step, before the spike test: ``v = sat(R(v * beta_code / 2**F) + i - s_prev * thr_code)``.
 
 ``R`` is the layer's rounding mode (:mod:`quant.quantizers`): truncation is an
-arithmetic shift right. The arithmetic runs in float64 on integer values, which
-is exact for every product (at most 32 + 16 bits). Rounding passes gradients
+arithmetic shift right. Stochastic rounding in evaluation models a per-neuron
+random source reset at the start of every inference: the generator is re-seeded
+from the format's seed on every forward and one draw per neuron and step is
+shared by all samples of the batch, so a sample's result does not depend on the
+batch it runs in (training draws independent noise per element). The
+arithmetic runs in float64 on integer values, which is exact for every product
+(at most 32 + 16 bits). Rounding passes gradients
 straight through and the spike uses the surrogate of :mod:`deploy.snn.neurons`,
 so the same module serves quantization-aware training.
 """
@@ -132,11 +137,19 @@ class _FixedPointBase(nn.Module):
     def _sat(self, v: torch.Tensor) -> torch.Tensor:
         return v.clamp(self.fmt.vmin, self.fmt.vmax)
 
+    def _round(self, v: torch.Tensor, gen, batch_dim: int) -> torch.Tensor:
+        """Round with the format's mode; evaluation shares stochastic draws across the batch."""
+        if self.fmt.rounding == "stochastic" and not self.training:
+            shape = list(v.shape)
+            shape[batch_dim] = 1
+            return torch.floor(v + torch.rand(shape, generator=gen, dtype=v.dtype, device=v.device))
+        return round_ste(v, self.fmt.rounding, gen)
+
     def _decay(self, v: torch.Tensor, code: torch.Tensor, gen) -> torch.Tensor:
-        return round_ste(v * code / 2 ** self.fmt.decay_bits, self.fmt.rounding, gen)
+        return self._round(v * code / 2 ** self.fmt.decay_bits, gen, 0)
 
     def _input_codes(self, x: torch.Tensor, gen) -> torch.Tensor:
-        return round_ste(x.to(torch.float64) / self.fmt.lsb, self.fmt.rounding, gen)
+        return self._round(x.to(torch.float64) / self.fmt.lsb, gen, 1)
 
     def extra_repr(self) -> str:
         f = self.fmt

@@ -24,16 +24,22 @@ def pareto_front(memory: Sequence[float], accuracy: Sequence[float]) -> list[int
     return front
 
 
+def _constrained(p: dict[str, Any]) -> bool:
+    return any(not r.startswith("max_acc_drop") for r in p.get("rejected_by", []))
+
+
 def plot(doc: dict[str, Any], path: str | Path) -> Path:
     """Draw ``pareto.png``: every evaluated configuration (marker = rounding, hollow = QAT),
-    the front as a highlighted staircase, the chosen point and the float32 reference."""
+    the front as a highlighted staircase, the chosen point and the float32 reference. Points a
+    constraint other than the accuracy tolerance rejected are grey crosses; points the target
+    could not run (no accuracy) are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    pts = doc["evaluated"]
+    pts = [p for p in doc["evaluated"] if p["accuracy"] is not None]
     base = doc["baseline"]
     accs = [100 * p["accuracy"] for p in pts] + [100 * base["accuracy"]]
     top = max(accs)
@@ -41,7 +47,7 @@ def plot(doc: dict[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
     for rounding, marker in MARKERS.items():
         for scheme in ("ptq", "qat"):
-            sel = [p for p in pts if p["rounding"] == rounding and p["scheme"] == scheme]
+            sel = [p for p in pts if p["rounding"] == rounding and p["scheme"] == scheme and not _constrained(p)]
             if not sel:
                 continue
             color = COLORS[rounding]
@@ -49,11 +55,16 @@ def plot(doc: dict[str, Any], path: str | Path) -> Path:
             ax.scatter([p["memory_bytes"] / 1024 for p in sel], ys,
                        marker=marker, s=28, alpha=0.75, label=f"{rounding} ({scheme.upper()})",
                        facecolors=color if scheme == "ptq" else "none", edgecolors=color)
+    rejected = [p for p in pts if _constrained(p)]
+    if rejected:
+        ax.scatter([p["memory_bytes"] / 1024 for p in rejected],
+                   [max(100 * p["accuracy"], bottom + 0.3) for p in rejected], marker="x", s=28, color="gray",
+                   label="rejected by a constraint")
     clipped = sum(100 * p["accuracy"] < bottom for p in pts)
     if clipped:
         ax.text(0.01, 0.02, f"{clipped} configuration(s) below {bottom:.0f}% drawn on the lower edge",
                 transform=ax.transAxes, fontsize=7, color="dimgray")
-    front = [pts[i] for i in doc["front"]]
+    front = [doc["evaluated"][i] for i in doc["front"]]
     if front:
         xs = [p["memory_bytes"] / 1024 for p in front]
         ys = [100 * p["accuracy"] for p in front]
@@ -76,7 +87,7 @@ def plot(doc: dict[str, Any], path: str | Path) -> Path:
     ax.set_xlabel("memory (KB, parameters + neuron state at their precision)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(bottom, top + 1.5)
-    ax.set_title(f"{doc['model']} on {doc['dataset']}: precision search ({len(pts)} configurations)")
+    ax.set_title(f"{doc['model']} on {doc['dataset']}: precision search ({len(doc['evaluated'])} configurations)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()

@@ -2,8 +2,17 @@
 
 Objective: the smallest memory (parameters + neuron state at their precision)
 whose accuracy is within ``max_acc_drop`` points of the float model; with
-``max_memory`` the best accuracy within that budget; with a ``target`` and
-``objective="energy"`` the least energy per inference within the tolerance.
+``max_memory`` the best accuracy within that budget; with a ``target``,
+``objective="energy"`` / ``"latency"`` / ``"edp"`` the least energy, latency or
+energy-delay product per inference within the tolerance.
+
+With a ``target`` every candidate is evaluated on it: accuracy from the
+target's own simulation (digital: bit-true fixed point; imc: the crossbar's
+sense amplifiers or ADCs; loihi: its fixed-point reference), energy and latency
+from its cost model. Constraints (``max_memory``, ``max_cores``,
+``max_latency``, ``max_energy``) reject candidates; each evaluated point lists
+the constraints that rejected it (``rejected_by``), and one the target cannot
+map is rejected with the target's reason.
 
 Pruning rests on monotonicity: more bits never cost less memory and are assumed
 never to lose accuracy. For each (rounding, scheme) family the search walks the
@@ -14,7 +23,9 @@ column's, so a family costs about ``|W| * log2 |N|`` evaluations instead of
 (no more memory, at least the accuracy it can reach at most: the accuracy of
 an evaluated configuration of its family with at least its bits). The first
 (rounding) family maps its whole boundary; the others, and QAT, the expensive
-scheme, only run where they could beat the least memory found so far.
+scheme, only run where they could beat the least memory found so far. For the
+energy, latency and EDP objectives this memory-based pruning is a heuristic
+(fewer bits usually cost less).
 """
 
 from __future__ import annotations
@@ -32,15 +43,24 @@ from tqdm.auto import tqdm
 
 from deploy import ir
 from deploy.data import Split, fit_to_model
-from deploy.errors import DataError
+from deploy.errors import DataError, TargetError
 from quant import ptq
-from quant.evaluate import Evaluation, evaluate, memory
+from quant.evaluate import BATCH_SIZE, Evaluation, evaluate, memory
 from quant.neurons import check_neuron_bits
 from quant.pareto import pareto_front
 from quant.quantizers import ROUNDING, QuantError, check_bits, check_rounding
 
 SCHEMA = "neurodeploy.quant-search/1"
 _PREFERENCE = ["nearest", "stochastic", "truncation"]
+OBJECTIVES = ("memory", "accuracy", "energy", "latency", "edp")
+#: how each objective orders feasible points (smallest first)
+_ORDER = {
+    "memory": lambda p: (p.memory_bytes, -p.accuracy),
+    "accuracy": lambda p: (-p.accuracy, p.memory_bytes),
+    "energy": lambda p: (p.energy_j, p.memory_bytes, -p.accuracy),
+    "latency": lambda p: (p.latency_s, p.memory_bytes, -p.accuracy),
+    "edp": lambda p: (p.edp_js, p.memory_bytes, -p.accuracy),
+}
 
 
 @dataclass
@@ -48,7 +68,7 @@ class Point:
     """One evaluated configuration."""
 
     config: ptq.QConfig
-    accuracy: float
+    accuracy: float | None          # None: the target could not map or run it
     memory_bytes: float
     param_bytes: float
     state_bytes: float
@@ -56,6 +76,19 @@ class Point:
     seconds: float
     phase: str = "network"
     feasible: bool = False
+    latency_s: float | None = None
+    cores: int | None = None
+    rejected_by: list[str] = field(default_factory=list)
+
+    @property
+    def edp_js(self) -> float | None:
+        """Energy-delay product per inference (J s)."""
+        return None if self.energy_j is None or self.latency_s is None else self.energy_j * self.latency_s
+
+    @property
+    def constrained(self) -> bool:
+        """Rejected by a constraint other than the accuracy tolerance (or unmappable)."""
+        return any(not r.startswith("max_acc_drop") for r in self.rejected_by)
 
     def to_dict(self) -> dict[str, Any]:
         c = self.config
@@ -63,8 +96,9 @@ class Point:
                 "rounding": c.rounding, "scheme": c.scheme, "per_channel": c.per_channel,
                 "layer_bits": dict(c.layer_bits), "accuracy": self.accuracy,
                 "memory_bytes": self.memory_bytes, "param_bytes": self.param_bytes,
-                "state_bytes": self.state_bytes, "energy_j": self.energy_j, "seconds": self.seconds,
-                "phase": self.phase, "feasible": self.feasible}
+                "state_bytes": self.state_bytes, "energy_j": self.energy_j, "latency_s": self.latency_s,
+                "edp_js": self.edp_js, "cores": self.cores, "seconds": self.seconds,
+                "phase": self.phase, "feasible": self.feasible, "rejected_by": list(self.rejected_by)}
 
 
 @dataclass
@@ -87,6 +121,8 @@ class SearchResult:
     skipped: int = 0
     seconds: float = 0.0
     target: str | None = None
+    seed: int = 0
+    batch_size: int = BATCH_SIZE
 
     @property
     def accuracy_floor(self) -> float:
@@ -103,10 +139,18 @@ class SearchResult:
                   "savings_vs_float32": self.savings()}
         return {"schema": SCHEMA, "model": self.model, "dataset": self.dataset, "samples": self.samples,
                 "objective": self.objective, "constraints": self.constraints, "space": self.space,
-                "target": self.target, "baseline": self.baseline, "accuracy_floor": self.accuracy_floor,
+                "target": self.target, "accuracy_on": self.accuracy_on, "seed": self.seed,
+                "batch_size": self.batch_size, "baseline": self.baseline, "accuracy_floor": self.accuracy_floor,
                 "met": self.met, "warnings": self.warnings, "chosen": chosen, "front": self.front,
                 "evaluations": len(self.evaluated), "skipped": self.skipped, "seconds": self.seconds,
                 "evaluated": [p.to_dict() for p in self.evaluated]}
+
+    @property
+    def accuracy_on(self) -> str:
+        """Where the accuracies were measured."""
+        if self.target is None:
+            return "quant's bit-true fixed-point network (= deploy compile --target digital)"
+        return f"target {self.target}'s own simulation (= deploy compile --target {self.target})"
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
@@ -133,7 +177,9 @@ class SearchResult:
             write_text(stage / "search.json", json.dumps(doc, indent=1))
             native.save(self.graph, stage / "model.pt",
                         meta={"quantized_by": "quant.search", "config": self.chosen.config.label(),
-                              "dataset": self.dataset, "test_accuracy": self.chosen.accuracy})
+                              "dataset": self.dataset, "test_accuracy": self.chosen.accuracy,
+                              "search": {"samples": self.samples, "seed": self.seed, "target": self.target,
+                                         "batch_size": self.batch_size}})
             plot(doc, stage / "pareto.png")
         return doc
 
@@ -150,9 +196,11 @@ def bit_list(bits: Iterable[int] | int, what: str, neuron: bool = False) -> list
 class _Searcher:
     def __init__(self, graph: ir.Graph, x: torch.Tensor, y: torch.Tensor, split: Split, calib: torch.Tensor,
                  acc_floor: float, max_memory: float | None, objective: str, target, qat_epochs: int,
-                 qat_lr: float, seed: int, progress: bool):
+                 qat_lr: float, seed: int, progress: bool, max_cores: int | None = None,
+                 max_latency: float | None = None, max_energy: float | None = None):
         self.graph, self.x, self.y, self.split, self.calib = graph, x, y, split, calib
         self.acc_floor, self.max_memory, self.objective, self.target = acc_floor, max_memory, objective, target
+        self.max_cores, self.max_latency, self.max_energy = max_cores, max_latency, max_energy
         self.qat_epochs, self.qat_lr, self.seed = qat_epochs, qat_lr, seed
         self.points: list[Point] = []
         self.graphs: dict[str, ir.Graph] = {}
@@ -177,13 +225,27 @@ class _Searcher:
                 n: 1.0 for n in self.neurons}))["memory_bytes"]
         return self._mem[key]
 
-    def feasible_eval(self, acc: float, mem: float, floor: float | None = None) -> bool:
-        """Within the budget, and (unless maximizing accuracy) within the tolerance or ``floor``."""
-        if self.max_memory is not None and mem > self.max_memory:
-            return False
+    def rejections(self, p: Point, error: str | None = None, floor: float | None = None) -> list[str]:
+        """The constraints ``p`` breaks: the target's mapping ``error``, the memory, cores, latency and
+        energy limits, and (unless maximizing accuracy) the tolerance or ``floor``."""
+        out = [f"target: {error}"] if error else []
+        if self.max_memory is not None and p.memory_bytes > self.max_memory:
+            out.append(f"max_memory: {p.memory_bytes:.0f} > {self.max_memory:.0f} bytes")
+        if self.max_cores is not None and p.cores is not None and p.cores > self.max_cores:
+            out.append(f"max_cores: {p.cores} > {self.max_cores}")
+        if self.max_latency is not None and p.latency_s is not None and p.latency_s > self.max_latency:
+            out.append(f"max_latency: {p.latency_s:.4g} > {self.max_latency:.4g} s")
+        if self.max_energy is not None and p.energy_j is not None and p.energy_j > self.max_energy:
+            out.append(f"max_energy: {p.energy_j:.4g} > {self.max_energy:.4g} J")
         if floor is None:
             floor = None if self.objective == "accuracy" else self.acc_floor
-        return floor is None or acc >= floor - 1e-9
+        if floor is not None and p.accuracy is not None and p.accuracy < floor - 1e-9:
+            out.append(f"max_acc_drop: {100 * p.accuracy:.2f} % < {100 * floor:.2f} %")
+        return out
+
+    def accurate(self, p: Point | None) -> bool:
+        """Evaluated, and within the accuracy tolerance (what the boundary walk bisects on)."""
+        return p is not None and p.accuracy is not None and p.accuracy >= self.acc_floor - 1e-9
 
     def _quantize(self, c: ptq.QConfig) -> ir.Graph:
         if c.scheme == "qat":
@@ -204,27 +266,23 @@ class _Searcher:
         g = self._quantize(c)
         ev: Evaluation = evaluate(g, self.x, self.y, self.target, seed=self.seed)
         p = Point(c, ev.accuracy, ev.memory["memory_bytes"], ev.memory["param_bytes"], ev.memory["state_bytes"],
-                  ev.energy_j, time.perf_counter() - start, phase)
-        p.feasible = self.feasible_eval(p.accuracy, p.memory_bytes, floor)
+                  ev.energy_j, time.perf_counter() - start, phase, latency_s=ev.latency_s, cores=ev.cores)
+        p.rejected_by = self.rejections(p, ev.error, floor)
+        p.feasible = p.accuracy is not None and not p.rejected_by
         self._cache[key] = p
         self.points.append(p)
         self.graphs[key] = g
         self.bar.update(1)
         best = self.best()
-        self.bar.set_postfix_str(f"{c.label()} acc={100 * p.accuracy:.1f}%" +
+        acc = "n/a" if p.accuracy is None else f"{100 * p.accuracy:.1f}%"
+        self.bar.set_postfix_str(f"{c.label()} acc={acc}" +
                                  (f" best={best.config.label()}" if best else ""))
         return p
 
     # -- pruning ------------------------------------------------------------------------------
     def best(self, points: Sequence[Point] | None = None) -> Point | None:
         feas = [p for p in (self.points if points is None else points) if p.feasible]
-        if not feas:
-            return None
-        if self.objective == "accuracy":
-            return max(feas, key=lambda p: (p.accuracy, -p.memory_bytes))
-        if self.objective == "energy":
-            return min(feas, key=lambda p: (p.energy_j, p.memory_bytes, -p.accuracy))
-        return min(feas, key=lambda p: (p.memory_bytes, -p.accuracy))
+        return min(feas, key=_ORDER[self.objective]) if feas else None
 
     def best_memory(self) -> float:
         """Least memory of a feasible point (the QAT limit; for energy a heuristic: fewer bits cost less)."""
@@ -236,6 +294,8 @@ class _Searcher:
         bound = 1.0
         for p in self.points:
             o = p.config
+            if p.accuracy is None:
+                continue
             if (o.rounding, o.scheme, o.per_channel) != (c.rounding, c.scheme, c.per_channel):
                 continue
             if all(o.weight_bits_for(s) >= c.weight_bits_for(s) for s in self.synapses) and \
@@ -245,7 +305,7 @@ class _Searcher:
 
     def dominated(self, c: ptq.QConfig) -> bool:
         mem, bound = self.memory(c), self.accuracy_bound(c)
-        return any(p.memory_bytes <= mem and p.accuracy >= bound for p in self.points)
+        return any(p.accuracy is not None and p.memory_bytes <= mem and p.accuracy >= bound for p in self.points)
 
     def try_eval(self, c: ptq.QConfig, phase: str = "network", floor: float | None = None) -> Point | None:
         """Evaluate unless already known to be dominated (then count it as skipped)."""
@@ -270,13 +330,12 @@ class _Searcher:
                     break  # more weight bits only cost more
                 continue
             top = self.try_eval(cfg(cands[-1]))
-            if top is None or not top.feasible:
+            if not self.accurate(top):
                 continue
             lo, hi = 0, len(cands) - 1
             while lo < hi:
                 mid = (lo + hi) // 2
-                p = self.try_eval(cfg(cands[mid]))
-                if p is not None and p.feasible:
+                if self.accurate(self.try_eval(cfg(cands[mid]))):
                     hi = mid
                 else:
                     lo = mid + 1
@@ -327,13 +386,18 @@ def search(graph: ir.Graph, split: Split | None, max_acc_drop: float = 1.0, max_
            rounding: Iterable[str] = ROUNDING, schemes: Iterable[str] = ("ptq", "qat"), per_layer: bool = False,
            per_channel: bool = True, target: str | Any | None = None, objective: str | None = None,
            samples: int | None = None, calib_samples: int = 256, qat_epochs: int = 3, qat_lr: float = 5e-4,
-           qat_candidates: int = 3, seed: int = 0, progress: bool = False) -> SearchResult:
-    """Search quantization configurations of ``graph``, evaluated on ``split``'s test set.
+           qat_candidates: int = 3, seed: int = 0, progress: bool = False, max_cores: int | None = None,
+           max_latency: float | None = None, max_energy: float | None = None) -> SearchResult:
+    """Search quantization configurations of ``graph``, evaluated on ``split``'s test set (its
+    first ``samples``), on ``target`` when given (see the module docstring).
 
-    ``max_acc_drop`` is in percentage points of accuracy, ``max_memory`` in bytes.
-    ``objective`` defaults to "accuracy" with a memory budget, "energy" with a
-    target, "memory" otherwise. When no configuration meets the constraints the
-    result holds the most accurate one found, ``met=False`` and a warning.
+    ``max_acc_drop`` is in percentage points of accuracy, ``max_memory`` in bytes,
+    ``max_cores`` in cores of the target's mapping (Loihi), ``max_latency`` in
+    seconds and ``max_energy`` in joules per inference on the target.
+    ``objective`` (memory | accuracy | energy | latency | edp) defaults to
+    "accuracy" with a memory budget, "energy" with a target, "memory" otherwise.
+    When no configuration meets the constraints the result holds the most
+    accurate one found, ``met=False`` and a warning.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -377,22 +441,29 @@ def search(graph: ir.Graph, split: Split | None, max_acc_drop: float = 1.0, max_
 
         tgt = get_target(target)
     objective = objective or ("accuracy" if max_memory is not None else "energy" if tgt is not None else "memory")
-    if objective not in ("memory", "accuracy", "energy"):
-        raise QuantError(f"unknown objective {objective!r} (memory, accuracy or energy)")
-    if objective == "energy" and tgt is None:
-        raise QuantError("the energy objective needs a target")
+    if objective not in OBJECTIVES:
+        raise QuantError(f"unknown objective {objective!r} ({', '.join(OBJECTIVES)})")
+    if objective in ("energy", "latency", "edp") and tgt is None:
+        raise QuantError(f"the {objective} objective needs a target")
     if objective == "accuracy" and max_memory is None:
         raise QuantError("the accuracy objective needs a memory budget")
+    _check_limits(tgt, max_cores, max_latency, max_energy)
 
     float_graph = graph.copy()
     for n in float_graph.nodes:
         n.precision = {}
     base = evaluate(graph, x, y, tgt, seed=seed)
+    if base.accuracy is None:
+        raise TargetError(f"target '{tgt.name}' cannot run the float model: {base.error}")
+    if max_cores is not None and base.cores is None:
+        raise QuantError(f"max_cores: target '{tgt.name}' does not report cores (loihi and loihi2 do)")
     base_mem = memory(float_graph)
-    baseline = {"accuracy": base.accuracy, **base_mem, "energy_j": base.energy_j, "precision": "float32"}
+    baseline = {"accuracy": base.accuracy, **base_mem, "energy_j": base.energy_j, "latency_s": base.latency_s,
+                "cores": base.cores, "precision": "float32"}
     floor = base.accuracy - max_acc_drop / 100
 
-    s = _Searcher(graph, x, y, split, calib, floor, max_memory, objective, tgt, qat_epochs, qat_lr, seed, progress)
+    s = _Searcher(graph, x, y, split, calib, floor, max_memory, objective, tgt, qat_epochs, qat_lr, seed, progress,
+                  max_cores=max_cores, max_latency=max_latency, max_energy=max_energy)
     families = [(r, "ptq") for r in roundings] if "ptq" in schemes else []
     warnings: list[str] = []
     try:
@@ -426,26 +497,60 @@ def search(graph: ir.Graph, split: Split | None, max_acc_drop: float = 1.0, max_
         s.bar.close()
     met = chosen is not None
     if chosen is None:
-        chosen = max(s.points, key=lambda p: (p.accuracy, -p.memory_bytes))
+        ran = [p for p in s.points if p.accuracy is not None]
+        if not ran:
+            raise TargetError(f"target '{tgt.name}' runs none of the {len(s.points)} configurations evaluated: "
+                              f"{s.points[0].rejected_by[0].removeprefix('target: ')}")
+        within = [p for p in ran if not p.constrained]     # the most accurate within the hard limits
+        chosen = max(within or ran, key=lambda p: (p.accuracy, -p.memory_bytes))
         if max_memory is not None and min(p.memory_bytes for p in s.points) > max_memory:
             warnings.append(f"no configuration fits the memory budget of {max_memory / 1024:g} KB; "
                             f"best found: {chosen.config.label()} with {chosen.memory_bytes / 1024:.2f} KB")
+        elif not within:
+            warnings.append(f"no configuration meets the constraints ({rejection_counts(s.points)}); "
+                            f"best found: {chosen.config.label()} at {100 * chosen.accuracy:.2f}%")
         else:
+            limits = f" within the constraints ({rejection_counts(s.points)})" if len(within) < len(ran) else ""
             warnings.append(f"no configuration reaches the accuracy tolerance ({max_acc_drop:g} points below "
-                            f"{100 * base.accuracy:.2f}%); best found: {chosen.config.label()} at "
+                            f"{100 * base.accuracy:.2f}%){limits}; best found: {chosen.config.label()} at "
                             f"{100 * chosen.accuracy:.2f}%")
     elif objective == "accuracy" and chosen.accuracy < floor - 1e-9:
         warnings.append(f"the best configuration within {max_memory / 1024:g} KB, {chosen.config.label()}, "
                         f"loses {100 * (base.accuracy - chosen.accuracy):.2f} points (tolerance {max_acc_drop:g})")
-    mem = [p.memory_bytes for p in s.points]
-    acc = [p.accuracy for p in s.points]
+    # the front trades memory for accuracy among the points no other constraint removed
+    kept = [i for i, p in enumerate(s.points) if p.accuracy is not None and not p.constrained]
+    front = [kept[j] for j in pareto_front([s.points[i].memory_bytes for i in kept],
+                                           [s.points[i].accuracy for i in kept])]
     space_size = len(ws) * len(ns) * len(roundings) * len(schemes)
     return SearchResult(
         model=graph.name, dataset=split.name, samples=len(x), objective=objective,
-        constraints={"max_acc_drop_points": max_acc_drop, "max_memory_bytes": max_memory},
+        constraints={"max_acc_drop_points": max_acc_drop, "max_memory_bytes": max_memory, "max_cores": max_cores,
+                     "max_latency_s": max_latency, "max_energy_j": max_energy},
         space={"weight_bits": ws, "neuron_bits": ns, "rounding": roundings, "schemes": schemes,
                "per_layer": per_layer, "per_channel": per_channel, "size": space_size,
                "qat_epochs": qat_epochs if "qat" in schemes else None},
         baseline=baseline, evaluated=s.points, chosen=chosen, graph=s.graphs[chosen.config.key()],
-        front=pareto_front(mem, acc), met=met, warnings=warnings, skipped=s.skipped,
-        seconds=time.perf_counter() - start, target=getattr(tgt, "name", None))
+        front=front, met=met, warnings=warnings, skipped=s.skipped,
+        seconds=time.perf_counter() - start, target=getattr(tgt, "name", None), seed=seed)
+
+
+def rejection_counts(points: Sequence[Point]) -> str:
+    """``"max_cores: 4, max_acc_drop: 2"``: how many points each constraint rejected."""
+    counts: dict[str, int] = {}
+    for p in points:
+        for r in p.rejected_by:
+            name = r.split(":", 1)[0]
+            counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())
+
+
+def _check_limits(tgt, max_cores: int | None, max_latency: float | None, max_energy: float | None) -> None:
+    """One clear line for a limit that is not positive or needs a target that was not given."""
+    for name, value in (("max_cores", max_cores), ("max_latency", max_latency), ("max_energy", max_energy)):
+        if value is None:
+            continue
+        if tgt is None:
+            raise QuantError(f"{name} needs a target (e.g. target='loihi')")
+        if not value > 0 or (name == "max_cores" and int(value) != value):
+            raise QuantError(f"{name} must be a positive {'integer' if name == 'max_cores' else 'number'}, "
+                             f"got {value}")

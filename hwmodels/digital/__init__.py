@@ -6,15 +6,39 @@ from SRAM; per neuron and timestep one multiply (leak), two adds (input,
 threshold compare) and a state read and write; a per-timestep affine (folded
 BatchNorm through time) is one multiply-add per value. Latency: ``pe_count`` operations
 per cycle, layers one after another, every timestep.
+
+Simulation is bit-true: a graph that carries fixed-point neuron formats
+(``graph.meta["quant"]``, written by :mod:`quant`) runs through
+:func:`quant.neurons.quantized_net`, the integer arithmetic the precision
+search evaluates; a graph without them runs in float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from deploy import ir
 from deploy.metrics import Activity, layer_memory
-from hwmodels.base import Cost, LayerCost, Target
+from hwmodels.base import Cost, LayerCost, Target, simulate_float, simulate_module
+
+
+def fixed_point(graph: ir.Graph) -> bool:
+    """True when ``graph`` records fixed-point neuron formats (a quantized checkpoint)."""
+    return bool((graph.meta.get("quant") or {}).get("neurons"))
+
+
+def simulation_note(graph: ir.Graph) -> str:
+    """The report's assumption line on how the digital target simulated ``graph``."""
+    if not fixed_point(graph):
+        return "arithmetic: float32 (the model records no fixed-point neuron formats)"
+    q = graph.meta["quant"]
+    cfg = q.get("config") or {}
+    bits = sorted({f["bits"] for f in q["neurons"].values()})
+    return (f"arithmetic: bit-true fixed point, the integer arithmetic of quant's fixed-point network "
+            f"({'/'.join(map(str, bits))}-bit neuron registers, {cfg.get('rounding', 'nearest')} rounding"
+            f"{', stochastic draws seeded by the stored formats' if cfg.get('rounding') == 'stochastic' else ''}"
+            "), weights at their stored precision")
 
 
 class DigitalTarget(Target):
@@ -22,6 +46,17 @@ class DigitalTarget(Target):
     spec_name = "digital"
     description = "conventional digital SNN accelerator (SRAM weights, event-driven accumulate units)"
     supported_kinds = Target.supported_kinds | {"timescale"}
+    bit_true = True
+
+    def simulate(self, mapping, x: torch.Tensor, batch_size: int = 128,
+                 generator: torch.Generator | None = None, progress: bool = False) -> Activity:
+        """Bit-true for a quantized graph (:func:`quant.neurons.quantized_net`), float32 otherwise."""
+        graph = self.graph_of(mapping)
+        if not fixed_point(graph):
+            return simulate_float(graph, x, batch_size, generator, progress)
+        from quant.neurons import quantized_net
+
+        return simulate_module(quantized_net(graph).eval(), graph, x, batch_size, generator, progress)
 
     def _arith(self, bits: int) -> tuple[float, float]:
         """(add, multiply) energy in pJ at a precision: int8 figures up to 8 bits, fp32 above."""
@@ -73,6 +108,7 @@ class DigitalTarget(Target):
                 lc.energy_j["leakage"] = s["leakage_w_per_kb"] * lc.memory_bytes / 1024 * latency
         return Cost(layers=layers, latency_s=latency,
                     latency_breakdown_s={"compute": latency},
-                    assumptions=[f"{pes} accumulate units at {s['clock_hz'] / 1e6:g} MHz, layers in sequence",
+                    assumptions=[simulation_note(graph),
+                                 f"{pes} accumulate units at {s['clock_hz'] / 1e6:g} MHz, layers in sequence",
                                  "one SRAM weight read per effective synaptic operation",
                                  "int8 arithmetic for precisions up to 8 bits, fp32 above 16 bits"])

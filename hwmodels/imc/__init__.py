@@ -39,6 +39,7 @@ class ImcTarget(Target):
     description = "RRAM crossbar IMC, ADC-less: one 1-bit sense amplifier per column (65 nm, NeuroSim figures)"
     supported_kinds = frozenset({"linear", "conv2d", "pool2d", "flatten", "add", "lif", "li", "timescale"})
     adc = False
+    bit_true = True   # simulate() runs the crossbar's partial-sum conversions itself
 
     def __init__(self, spec: Spec | None = None, options: dict[str, Any] | None = None):
         super().__init__(spec, options)

@@ -52,6 +52,7 @@ class Loihi1Target(Target):
     spec_name = "loihi1"
     description = "Intel Loihi 1 via Lava (bit-accurate CUBA LIF, Dense/Conv synapses, 128 cores per chip)"
     supported_kinds = SUPPORTED_KINDS
+    bit_true = True   # simulate() runs Loihi's own fixed-point arithmetic
 
     def __init__(self, spec=None, options: dict[str, Any] | None = None):
         super().__init__(spec, options)
@@ -123,6 +124,9 @@ class Loihi1Target(Target):
 
             return run_lava(net, xq, progress)
         return reference.run(net, xq)
+
+    def cores_used(self, mapping: LoihiMapping) -> int:
+        return mapping.placement.cores
 
     def cost(self, mapping: LoihiMapping, activity: Activity) -> Cost:
         return cost_model.estimate(self.spec, mapping.graph, mapping.network, mapping.placement, activity,
