@@ -46,9 +46,10 @@ def parse_rounding(text: str) -> list[str]:
     return modes
 
 
-def load_split(name: str, graph, seed: int, fixed_encoding: bool = False):
+def load_split(name: str, graph, seed: int, fixed_encoding: bool = False, samples: int | None = None):
     """The dataset a search evaluates on (a name or a data file), shaped to the model; event frames
-    on a direct model that did not fix its encoding switch ``graph.encoding`` to events."""
+    on a direct model that did not fix its encoding switch ``graph.encoding`` to events. Synthetic
+    events hold ``samples`` test samples (64 by default), the ones ``deploy compile`` draws."""
     from deploy import data as datasets
     from deploy import userdata
 
@@ -59,7 +60,8 @@ def load_split(name: str, graph, seed: int, fixed_encoding: bool = False):
         import math
 
         classes = math.prod(graph.shapes()[graph.output.name])
-        split = datasets.events(timesteps=graph.timesteps, size=graph.input_shape[-1], classes=classes, seed=seed)
+        split = datasets.events(timesteps=graph.timesteps, size=graph.input_shape[-1], classes=classes,
+                                n_test=samples or 64, seed=seed)
     elif userdata.is_data_file(name):
         split = userdata.read_split(name, graph)
     else:
@@ -116,7 +118,7 @@ def quantize_cmd(
         raise QuantError(f"--granularity must be channel or tensor, got {granularity!r}")
     ws, ns, modes = parse_bits(weights, "--weights"), parse_bits(neuron, "--neuron"), parse_rounding(rounding)
     graph = load(model, trust_pickle, state_dict, dt=dt, encoding=encoding, timesteps=timesteps)
-    split = load_split(data, graph, seed, fixed_encoding=encoding is not None)
+    split = load_split(data, graph, seed, fixed_encoding=encoding is not None, samples=samples)
     console, err = Console(), Console(stderr=True)
     result = search(graph, split, max_acc_drop=max_acc_drop,
                     max_memory=None if max_memory is None else max_memory * 1024, weight_bits=ws,

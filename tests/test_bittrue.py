@@ -4,6 +4,7 @@ simulates a quantized checkpoint with quant's own fixed-point network."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -100,3 +101,23 @@ def test_hand_computed_fixed_point_neuron(tmp_path):
     assert report.totals.spikes == 1.0
     assert simulate_float(q, x).total("spikes") == 2.0
     assert report.totals.spikes != simulate_float(q, x).total("spikes")
+
+
+def test_event_data_defaults_match_compile(tmp_path):
+    """``--data events`` without ``--samples``: the search and compile both draw the 64 synthetic
+    test samples of seed 0 and report the same accuracy for the written model."""
+    from deploy.cli import main
+
+    rng = np.random.default_rng(0)
+    g = ir.Graph((2, 8, 8), [
+        ir.Conv2d("conv", ["input"], weight=(rng.normal(size=(4, 2, 3, 3)) * 0.5).astype(np.float32), padding=1),
+        ir.LIF("lif1", ["conv"], beta=0.9), ir.Flatten("flat", ["lif1"]),
+        ir.Linear("fc", ["flat"], weight=(rng.normal(size=(4, 256)) * 0.2).astype(np.float32)),
+        ir.LIF("lif2", ["fc"], beta=0.9)], timesteps=4, encoding="events").validate()
+    native.save(g, tmp_path / "ev.pt")
+    assert main(["quantize", str(tmp_path / "ev.pt"), "--data", "events", "--scheme", "ptq", "--weights", "4",
+                 "--neuron", "8", "--rounding", "nearest", "--max-acc-drop", "100", "-o", str(tmp_path / "q")]) == 0
+    doc = json.loads((tmp_path / "q" / "search.json").read_text())
+    report = deploy.compile(tmp_path / "q" / "model.pt", target="digital", data="events")
+    assert doc["samples"] == report.accuracy.samples == 64
+    assert report.accuracy.deployed == doc["chosen"]["accuracy"]
