@@ -57,6 +57,8 @@ def compile_cmd(
     no_figures: Annotated[bool, typer.Option("--no-figures", help="skip PNG figures")] = False,
     trust_pickle: TrustOpt = False,
     weights: WeightsOpt = None,
+    max_memory: Annotated[str | None, typer.Option(
+        "--max-memory", help="refuse runs estimated to need more memory, e.g. 8G (default: half the RAM)")] = None,
 ) -> None:
     """Map MODEL onto a target, simulate it and write report.json/.md/.html and figures.
 
@@ -67,7 +69,7 @@ def compile_cmd(
     report = run_compile(model, target=target, data=None if data == "none" else data, samples=samples,
                          timesteps=timesteps, config=config, compare=compare, seed=seed, rate=rate,
                          batch_size=batch_size, progress=sys.stderr.isatty(), trust_pickle=trust_pickle,
-                         weights=weights, dt=dt, encoding=encoding)
+                         weights=weights, dt=dt, encoding=encoding, max_memory=max_memory)
     report.save(out, figures=not no_figures)
     print_summary(report, console)
     console.print(f"report written to [bold]{out}[/bold]")

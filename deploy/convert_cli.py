@@ -11,6 +11,8 @@ from deploy.cli_options import EncodingOpt
 from deploy.errors import DeployError
 
 DATASETS = ("digits", "mnist")
+#: samples per batch when the converted SNN is tested
+EVAL_BATCH = 256
 
 
 def convert_cmd(
@@ -26,6 +28,9 @@ def convert_cmd(
     seed: Annotated[int, typer.Option(help="data split seed")] = 0,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a pickled nn.Module (runs code)")] = False,
     encoding: EncodingOpt = None,
+    max_memory: Annotated[str | None, typer.Option(
+        "--max-memory", help="refuse a test run estimated to need more memory, e.g. 8G (default: half the RAM)")
+    ] = None,
 ) -> None:
     """Convert a ReLU ANN into an IF spiking network and write a native checkpoint.
 
@@ -62,9 +67,14 @@ def convert_cmd(
     meta = {"source": str(model), "converted_with": "deploy convert"}
     console = Console()
     if split is not None:
+        from deploy.budget import check_budget, estimate_bytes, parse_size
+
+        check_budget(estimate_bytes(graph, min(EVAL_BATCH, len(split.x_test)), timesteps),
+                     f"testing the converted SNN (T={timesteps})",
+                     None if max_memory is None else parse_size(max_memory), hint="lower -T")
         shape = graph.input_shape
         meta["ann_accuracy"] = annlib.evaluate(_shaped(net, shape), split.x_test, split.y_test)
-        meta["test_accuracy"] = evaluate(SpikingNet(graph), split.x_test, split.y_test)
+        meta["test_accuracy"] = evaluate(SpikingNet(graph), split.x_test, split.y_test, EVAL_BATCH)
         meta["dataset"] = data
         console.print(f"{data} test split: ANN {meta['ann_accuracy']:.4f}, SNN (T={timesteps}) "
                       f"{meta['test_accuracy']:.4f}")

@@ -127,6 +127,15 @@ class Linear(Node):
                              f"{self.weight.shape[0]} outputs")
 
 
+def _check_geometry(node: Node, **fields: tuple[int, ...]) -> None:
+    """Strides, dilations, kernel sizes and groups are >= 1 and padding is >= 0."""
+    for key, vals in fields.items():
+        if any(v < 1 for v in vals):
+            raise ModelError(f"layer '{node.name}': {key} must be >= 1, got {vals}")
+    if any(p < 0 for p in getattr(node, "padding", ())):
+        raise ModelError(f"layer '{node.name}': padding must be >= 0, got {node.padding}")
+
+
 @dataclass
 class Conv2d(Node):
     """2-D convolution, weight of shape (out, in/groups, kh, kw); input (C, H, W)."""
@@ -156,6 +165,7 @@ class Conv2d(Node):
         super().validate(in_shapes)
         if self.weight.ndim != 4:
             raise ModelError(f"layer '{self.name}': conv2d weight must be 4-D, got shape {self.weight.shape}")
+        _check_geometry(self, stride=self.stride, dilation=self.dilation, groups=(self.groups,))
         if len(in_shapes[0]) != 3:
             raise ModelError(f"layer '{self.name}': conv2d needs a (C, H, W) input, got {in_shapes[0]}")
         if in_shapes[0][0] != self.weight.shape[1] * self.groups:
@@ -192,6 +202,7 @@ class Pool2d(Node):
         super().validate(in_shapes)
         if self.mode not in ("avg", "sum", "max"):
             raise ModelError(f"layer '{self.name}': unknown pooling mode {self.mode!r}")
+        _check_geometry(self, kernel_size=self.kernel_size, stride=self.stride)
         if len(in_shapes[0]) != 3 or min(self.out_shape(in_shapes)[1:]) < 1:
             raise ModelError(f"layer '{self.name}': cannot pool input of shape {in_shapes[0]}")
 

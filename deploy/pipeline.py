@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy import __version__, ir
+from deploy import __version__, budget, ir
 from deploy import data as datasets
 from deploy.errors import DataError, DeployError, ModelError
 from deploy.metrics import (
@@ -183,8 +183,10 @@ def _sha256(model: ModelLike, graph: ir.Graph) -> str:
 
 
 def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: float, seed: int,
-                batch_size: int, progress: bool) -> tuple[Any, Activity, Cost]:
-    mapping = tgt.map(graph)
+                batch_size: int, progress: bool, max_memory: int | str | None = None
+                ) -> tuple[Any, Activity, Cost]:
+    with budget.limit(max_memory):   # the target's own checks (e.g. in map) see the same limit
+        mapping = tgt.map(graph)
     if x is None:
         activity = assumed_activity(tgt.graph_of(mapping), rate)
     else:
@@ -216,7 +218,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
             timesteps: int | None = None, config: str | None = None, compare: str | None = None,
             seed: int = 0, rate: float = 0.1, batch_size: int = 128, progress: bool = False,
             trust_pickle: bool = False, weights: str | None = None, dt: float | None = None,
-            encoding: str | None = None) -> Report:
+            encoding: str | None = None, max_memory: int | str | None = None) -> Report:
     """Map ``model`` onto ``target``, simulate it on ``data`` and report its costs.
 
     ``data``: a dataset name (digits | mnist | events), a data file (.npz, .pt,
@@ -234,13 +236,14 @@ def compile(model: ModelLike, target: str | Target = "digital",
     if not 0 <= rate <= 1:
         raise DeployError(f"--rate must lie in [0, 1], got {rate}")
     tgt = get_target(target, config) if isinstance(target, str) else target
+    _check_memory(graph, [tgt.name] + ([compare] if compare else []), data, samples, batch_size, max_memory)
 
     x = y = None
     accuracy = None
     if data is not None:
         ts = load_test_set(graph, data, samples, seed, fixed_encoding=encoding is not None)
         data_name, x, y = ts.name, ts.x, ts.y
-    mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress)
+    mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress, max_memory)
     if x is not None:
         # the reference is the float model: float32 neurons on the stored weights, whatever
         # precision the graph records (the target's run above is the bit-true one)
@@ -251,7 +254,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
     comparison = o_act = None
     if compare:
         other = get_target(compare, config if _shares_spec(tgt, compare) else None)
-        _, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress)
+        _, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress, max_memory)
         ratios = {"energy": _ratio(o_cost.energy_j, cost.energy_j),
                   "latency": _ratio(o_cost.latency_s, cost.latency_s),
                   "memory": _ratio(o_cost.memory_bytes, cost.memory_bytes)}
@@ -282,6 +285,20 @@ def compile(model: ModelLike, target: str | Target = "digital",
              "version": __version__, "rate": rate if x is None else None})
     report.warnings = health.check(report, activity, o_act, graph)
     return report
+
+
+def _check_memory(graph: ir.Graph, targets: list[str], data: Any, samples: int | None, batch_size: int,
+                  max_memory: int | str | None) -> None:
+    """Refuse a run whose estimated memory (:func:`deploy.budget.estimate_bytes`) exceeds the limit."""
+    if batch_size < 1:
+        raise DeployError(f"--batch-size must be >= 1, got {batch_size}")
+    batch = 0 if data is None else min(batch_size, samples or batch_size)
+    events = (samples or 64) if isinstance(data, str) and data == "events" else 0
+    est = budget.Estimate()
+    for name in targets:
+        est = est + budget.estimate_bytes(graph, batch, graph.timesteps, name, events)
+    budget.check_budget(est, f"model '{graph.name}' on {' and '.join(targets)}",
+                        None if max_memory is None else budget.parse_size(max_memory))
 
 
 def _shares_spec(tgt: Target, other: str) -> bool:

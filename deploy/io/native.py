@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,12 @@ import torch
 
 from deploy.errors import ModelError
 from deploy.io.atomic import atomic_write
+from deploy.io.schema import validate_document
 from deploy.ir import Graph
 
 FORMAT = "neurodeploy-snn"
+#: torch's weights-only unpickler names a global from a module on its block list (os, posix, ...)
+_BLOCKED = re.compile(r"unsupported GLOBAL (?P<name>[\w.]+) whose module (?P<module>[\w.]+) is blocked")
 VERSION = 1
 
 
@@ -40,6 +44,11 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        blocked = _BLOCKED.search(str(exc))
+        if blocked:
+            raise ModelError(f"{path}: refused: it pickles a reference to {blocked['name']} from module "
+                             f"{blocked['module']!r}, which torch never unpickles from a weights file "
+                             "(refused even when pickles are trusted)") from None
         if "Unsupported global" in str(exc):
             raise ModelError(f"{path}: contains pickled Python objects (code); "
                              "pass --trust-pickle to load it if you trust its source") from None
@@ -48,6 +57,9 @@ def read_checkpoint(path: str | Path) -> Any:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, io.UnsupportedOperation) as exc:
         raise ModelError(f"{path}: not a readable checkpoint, truncated or corrupt "
                          f"({_first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - the weights-only unpickler runs no code; any failure is bad bytes
+        raise ModelError(f"{path}: not a readable checkpoint, truncated or corrupt "
+                         f"(unpickling failed: {type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _weights_only_reason(exc: BaseException) -> str:
@@ -76,10 +88,8 @@ def from_document(doc: Any, origin: str = "model") -> Graph:
     for key in ("arch", "state_dict"):
         if key not in doc:
             raise ModelError(f"{origin}: checkpoint is missing '{key}'")
-    state = doc["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{origin}: state_dict must map names to tensors")
-    tensors = {k: v.detach().float().numpy() for k, v in state.items()}
+    validate_document(doc, origin)
+    tensors = {k: v.detach().float().numpy() for k, v in doc["state_dict"].items()}
     graph = Graph.from_dict(doc["arch"], tensors)
     graph.meta.setdefault("source", origin)
     graph.meta.update(doc.get("meta", {}))           # what save() was told is newer than the arch's

@@ -329,8 +329,9 @@ def _decay(name: str, tau: np.ndarray, dt: float, what: str, dt_from: str) -> np
     ``dt_from`` says where dt came from: "given" (the caller), "file" (graph metadata) or
     "default" (neither: the unit step, where a decay of exactly 0 is also refused).
     """
-    if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
-        raise ModelError(f"layer '{name}': {what} must be positive and finite, got {tau.min():g}")
+    bad = ~np.isfinite(tau) | (tau <= 0)
+    if np.any(bad):
+        raise ModelError(f"layer '{name}': {what} must be positive and finite, got {tau[bad].flat[0]:g}")
     decay = 1.0 - dt / tau
     if np.all(decay >= 0) and np.all(decay <= 1) and (dt_from != "default" or np.all(decay > 0)):
         return decay

@@ -7,6 +7,7 @@ this target*: a ratio above 1 means this target uses less.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +180,15 @@ class Report(_Strict):
         path = Path(path)
         if not path.is_file():
             raise DeployError(f"{path}: no such file")
-        return cls.from_json(path.read_text(), str(path))
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise DeployError(f"{path}: not a JSON report (binary, not UTF-8 text)") from None
+        except OSError as exc:
+            raise DeployError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+        if _nesting(text) > MAX_NESTING:
+            raise DeployError(f"{path}: not a {SCHEMA} report (JSON nested deeper than {MAX_NESTING} levels)")
+        return cls.from_json(text, str(path))
 
     def save(self, outdir: str | Path, figures: bool = True) -> Path:
         """Write report.json, report.md, report.html and PNG figures atomically into ``outdir``."""
@@ -191,3 +200,17 @@ class Report(_Strict):
         from deploy.report.render import text_table
 
         return text_table(self)
+
+
+#: deepest JSON nesting a report may have (a real one has fewer than 10 levels)
+MAX_NESTING = 64
+_JSON_STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+
+
+def _nesting(text: str) -> int:
+    """Deepest bracket nesting of a JSON text (strings skipped), without parsing it."""
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]", "", _JSON_STRING.sub("", text)):
+        depth += 1 if ch in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from deploy import ir
+from deploy.errors import TargetError
 from deploy.metrics import Activity, layer_memory
 from hwmodels.base import Cost, LayerCost, Target, simulate_float, simulate_module
 
@@ -47,6 +48,12 @@ class DigitalTarget(Target):
     description = "conventional digital SNN accelerator (SRAM weights, event-driven accumulate units)"
     supported_kinds = Target.supported_kinds | {"timescale"}
     bit_true = True
+
+    def __init__(self, spec=None, options: dict | None = None):
+        super().__init__(spec, options)
+        if self.options:
+            raise TargetError(f"unknown option '{sorted(self.options)[0]}' for target '{self.name}' "
+                              "(it takes no options; its constants go under 'constants:')")
 
     def simulate(self, mapping, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from deploy import ir
+from deploy.budget import check_budget, estimate_bytes
 from deploy.errors import TargetError
 from hwmodels.base import Violation
 from hwmodels.imc.config import ImcConfig
@@ -243,6 +244,7 @@ def _learned_steps(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> tuple[dict[str
 def map_graph(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> ImcMapping:
     """Quantize, slice and tile every synaptic layer; the returned graph carries the
     quantized weights (``weight = code * weight_scale``) and their precision."""
+    check_budget(estimate_bytes(graph, 0, target="imc"), f"mapping model '{graph.name}' on crossbars")
     shapes = graph.shapes()
     learned, notes = _learned_steps(graph, cfg, adc)
     deployed = graph.copy()

@@ -17,6 +17,7 @@ earlier population, not feedback from a later one. Floats only;
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from deploy import ir
+from deploy.budget import check_budget, estimate_bytes
 from deploy.errors import TargetError
 from hwmodels.loihi.network import INPUT
 
@@ -65,6 +67,9 @@ class FloatConnection:
         """The connection as a dense (out, in) matrix (torch flat order)."""
         if self.kind == "dense":
             return self.weight
+        n_in, n_out = math.prod(self.in_shape), math.prod(self.out_shape)
+        check_budget(16.0 * n_in * n_out, f"layer '{self.owner}': the dense {n_out}x{n_in} form of its "
+                                          "convolution (float64 matrix and its copy)")
         return _probe(lambda x: F.conv2d(x, torch.from_numpy(self.weight).double(), None, self.stride,
                                          self.padding, self.dilation, self.groups),
                       self.in_shape, self.out_shape)
@@ -98,6 +103,7 @@ def check_kinds(graph: ir.Graph, target: str) -> None:
 def lower(graph: ir.Graph, target: str) -> Lowered:
     """Trace every LIF's input paths; raises TargetError for structures Loihi cannot run."""
     check_kinds(graph, target)
+    check_budget(estimate_bytes(graph, 0, target=target), f"mapping model '{graph.name}' on {target}")
     shapes = graph.shapes()
     lifs = [n for n in graph.nodes if isinstance(n, ir.LIF)]
     out = Lowered(lifs=lifs, shapes=shapes)
