@@ -5,9 +5,18 @@
 ``model()`` builds the built-in ``dvsnet`` architecture (64x64x2 event frames,
 eleven 3x3 convolutions of 32 channels, 128 -> 11 classifier, T = 5) with seeded
 random weights, and sets every LIF threshold so that the layer fires at about
-15% on synthetic event streams of 50% input activity. The weights are untrained:
-the network serves cost studies (energy, latency, memory, area and the
-imc-adc / imc ratios), not accuracy.
+15% on synthetic event streams of 50% input activity. The weights are untrained
+(its accuracy is chance) and the activity of its deep layers is not that of a
+trained network: on ``imc`` the 1-bit sense amplifiers leave it (nearly) silent
+from the third LIF layer on. Use it for cost-only studies (array counts, memory,
+area, assumed-rate estimates), not for accuracy or for comparing targets.
+
+Trained models: ``examples/models/dvsnet.pt`` (float, ``python
+examples/train_dvsnet.py``) and ``examples/models/dvsnet_imc.pt`` (retrained
+for the 1-bit sense amplifiers with ``deploy finetune ... --target imc --data
+events``); the README's imc / imc-adc ratios come from the latter::
+
+    deploy compile examples/models/dvsnet_imc.pt --target imc --compare imc-adc --data events -o out/dvs
 """
 
 from __future__ import annotations

@@ -127,7 +127,8 @@ def test_cli_finetune_writes_checkpoint(small, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--target", "digital"], "supports the IMC targets"),
-    (["--data", "events"], "--data must be one of"),
+    (["--data", "cifar"], "--data must be one of"),
+    (["--data", "events"], "needs a model with event input"),
     (["--config", "MISSING.yaml"], "config file not found"),
     (["--augment", "9"], "takes 0..8 copies"),
 ])

@@ -36,11 +36,11 @@ def evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int =
 @reproducible
 def fit(net: nn.Module, split: Split, epochs: int = 20, lr: float = 2e-3, batch_size: int = 64,
         loss_fn: LossFn | None = None, seed: int = 0, progress: bool = True,
-        weight_decay: float = 0.0) -> list[dict[str, float]]:
+        weight_decay: float = 0.0, eval_batch_size: int = 256) -> list[dict[str, float]]:
     """Train ``net`` (a SpikingNet or anything with ``.graph``, ``logits`` and ``run``) on ``split``.
 
-    Returns one record per epoch: loss, train and test accuracy. Adam with a
-    cosine schedule; the shuffling is seeded.
+    Returns one record per epoch: loss, train and test accuracy (the latter evaluated
+    ``eval_batch_size`` samples at a time). Adam with a cosine schedule; the shuffling is seeded.
     """
     loss_fn = loss_fn or count_loss
     torch.manual_seed(seed)
@@ -69,7 +69,7 @@ def fit(net: nn.Module, split: Split, epochs: int = 20, lr: float = 2e-3, batch_
             correct += int((logits.argmax(-1) == yb).sum())
             seen += len(idx)
         sched.step()
-        test_acc = evaluate(net, split.x_test, split.y_test)
+        test_acc = evaluate(net, split.x_test, split.y_test, batch_size=eval_batch_size)
         rec = {"epoch": epoch + 1, "loss": total / seen, "train_acc": correct / seen, "test_acc": test_acc}
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.3f}", test=f"{test_acc:.3f}")

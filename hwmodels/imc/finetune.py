@@ -30,9 +30,14 @@ import torch
 from deploy import ir
 from deploy.data import Split, augment_shifts, fit_to_model
 from deploy.errors import DeployError
+from deploy.snn.net import SpikingNet
 from deploy.snn.train import fit
 from hwmodels.imc import ImcTarget
 from hwmodels.imc.crossbar import CrossbarNet, CrossbarSynapse
+from hwmodels.imc.mapping import ImcMapping
+
+#: at most this many partial-sum values in one calibration pass (about 256 MB in float32)
+PSUM_BUDGET = 2 ** 26
 
 
 def schedule(target_bits: int, epochs: int, progressive: bool, stages: int = 4) -> list[tuple[int, int]]:
@@ -46,9 +51,46 @@ def schedule(target_bits: int, epochs: int, progressive: bool, stages: int = 4) 
     return [(b, per + (1 if i >= n - extra else 0)) for i, b in enumerate(bits)]
 
 
+@torch.no_grad()
+def match_rates(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, iters: int = 14) -> dict[str, float]:
+    """Scale every LIF layer's threshold, in layer order, so that it fires on ``x`` (through
+    ``net``, e.g. the crossbar model) at the rate it fires in ``reference`` (the float model).
+
+    With 1-bit sense amplifiers a layer's output is a sum of binary column decisions, whose gain
+    differs from the float layer's; the difference compounds over depth until deep layers and
+    the output fall silent, where the surrogate gradient is too weak to recover them. Returns
+    the factor applied to each layer's threshold.
+    """
+    _, ref = reference.run(x, record=True)
+    factors = {}
+    for node in net.graph.nodes:
+        want = float(ref[node.name].mean()) if node.kind == "lif" else 0.0
+        if node.kind != "lif" or want <= 0:
+            continue
+        _, values = net.run(x, record=True)
+        current, lif = values[node.inputs[0]], net.layers[node.name]
+        base = lif.threshold.clone()
+        lo, hi = -6.0, 6.0                                   # log2 of the factor
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            lif.threshold.copy_(base * 2 ** mid)
+            if float(lif(current).mean()) > want:
+                lo = mid
+            else:
+                hi = mid
+        factors[node.name] = 2 ** ((lo + hi) / 2)
+        lif.threshold.copy_(base * factors[node.name])
+    return factors
+
+
 def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
-    """The trained network as a Graph with quantized weights and the learned conversion steps."""
+    """The trained network as a Graph with quantized weights, the learned conversion steps
+    and the LIF thresholds (rescaled by :func:`match_rates` when it ran)."""
     graph = net.graph.copy()
+    for node in graph.nodes:
+        if isinstance(node, ir.LIF):
+            t = net.layers[node.name].threshold.detach().numpy().astype("float32")
+            node.threshold = float(t) if t.ndim == 0 else t
     steps, trims = {}, {}
     for node in graph.synapses():
         m: CrossbarSynapse = net.layers[node.name]
@@ -69,15 +111,29 @@ def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
     return graph.validate()
 
 
+def calibration_samples(mapping: ImcMapping, timesteps: int, wanted: int, budget: int = PSUM_BUDGET) -> int:
+    """How many samples calibrate the steps: ``wanted``, fewer when the largest layer's partial
+    sums (all columns, positions, timesteps and bit-planes) would exceed ``budget`` values."""
+    per_sample = max((lm.planes * timesteps * lm.row_tiles * lm.columns * lm.positions
+                      for lm in mapping.layers.values()), default=1)
+    return max(1, min(wanted, budget // per_sample))
+
+
 def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 25, lr: float = 2e-3,
              progressive: bool = False, noise: bool = False, seed: int = 0, batch_size: int = 64,
              learn_steps: bool = True, calib_samples: int = 256, augment: int = 0, learn_scales: bool = True,
-             progress: bool = False) -> tuple[ir.Graph, list[dict[str, Any]]]:
+             progress: bool = False, monitor_samples: int | None = None,
+             match_rates_first: bool = False) -> tuple[ir.Graph, list[dict[str, Any]]]:
     """Retrain ``graph`` with ``target``'s partial-sum quantization in the forward pass.
 
     ``augment``: one-pixel shifted copies of every training image added to the
     training set (0-8, :func:`deploy.data.augment_shifts`). ``learn_scales``: learn
-    the per-output weight scales (see the module docstring).
+    the per-output weight scales (see the module docstring). The steps are calibrated
+    on the first ``calib_samples`` training samples, fewer for large layers
+    (:func:`calibration_samples`). ``monitor_samples``: the per-epoch test accuracy
+    of the history is measured on the first that many test samples (None: all).
+    ``match_rates_first``: after the first calibration, rescale the LIF thresholds so that
+    every layer fires at its float rate on the calibration samples (:func:`match_rates`).
 
     Returns the retrained graph (deployable on ``target``) and one history record
     per epoch (loss, train/test accuracy, conversion bits of the stage).
@@ -87,19 +143,25 @@ def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 25,
     if epochs < 1:
         raise DeployError(f"--epochs must be >= 1, got {epochs}")
     train = augment_shifts(split, augment) if augment else split
+    if monitor_samples is not None:
+        train = Split(train.name, train.x_train, train.y_train, train.x_test[:monitor_samples],
+                      train.y_test[:monitor_samples])
     torch.manual_seed(seed)
     mapping = target.map(graph)
     net = CrossbarNet(mapping, target.off_units, mode="train", noise=noise, learn_steps=learn_steps,
                      learn_scales=learn_scales)
-    calib = fit_to_model(split.x_train[:calib_samples], net.graph.input_shape, net.graph.encoding)
+    n_calib = calibration_samples(mapping, net.graph.timesteps, calib_samples)
+    calib = fit_to_model(split.x_train[:n_calib], net.graph.input_shape, net.graph.encoding)
     history: list[dict[str, Any]] = []
     for bits, n_epochs in schedule(target.config.adc_bits, epochs, progressive):
         net.set_adc_bits(bits)
         net.eval()
         with torch.no_grad():
             net.calibrate(calib)
+            if match_rates_first and not history:
+                match_rates(net, SpikingNet(graph), calib)
         for rec in fit(net, train, epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed + len(history),
-                       progress=progress):
+                       progress=progress, eval_batch_size=batch_size):
             history.append({**rec, "epoch": len(history) + 1, "adc_bits": bits})
     net.set_adc_bits(target.config.adc_bits)
     return export(net, target), history
