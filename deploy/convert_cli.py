@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from deploy.cli_options import EncodingOpt
+from deploy.cli_options import EncodingOpt, count_option, float_option, out_option, seed_option
 from deploy.errors import DeployError
 
 DATASETS = ("digits", "mnist")
@@ -17,15 +17,16 @@ EVAL_BATCH = 256
 
 def convert_cmd(
     model: Annotated[str, typer.Argument(help="ANN: a neurodeploy-ann .pt, or a pickled nn.Module with --trust-pickle")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="SNN checkpoint to write")],
+    out: Annotated[Path, out_option("file", "SNN checkpoint to write")],
     method: Annotated[str, typer.Option(help="threshold-balance | clip")] = "threshold-balance",
-    timesteps: Annotated[int, typer.Option("--timesteps", "-T", help="timesteps of the SNN")] = 32,
+    timesteps: Annotated[int, count_option("--timesteps", "-T", help="timesteps of the SNN")] = 32,
     data: Annotated[str | None, typer.Option(help="calibration and test data: digits | mnist")] = None,
-    percentile: Annotated[float, typer.Option(help="activation percentile for thresholds (100 = max)")] = 99.9,
-    samples: Annotated[int, typer.Option(help="calibration samples from the training split")] = 2000,
+    percentile: Annotated[float, float_option("--percentile", help="activation percentile for thresholds "
+                                              "(100 = max)", min=0, max=100, min_open=True)] = 99.9,
+    samples: Annotated[int, count_option("--samples", help="calibration samples from the training split")] = 2000,
     readout: Annotated[str, typer.Option(help="li (mean output current) | if (spike counts)")] = "li",
     no_shift: Annotated[bool, typer.Option("--no-shift", help="no theta/(2T) bias shift")] = False,
-    seed: Annotated[int, typer.Option(help="data split seed")] = 0,
+    seed: Annotated[int, seed_option("--seed", help="data split seed")] = 0,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow a pickled nn.Module (runs code)")] = False,
     encoding: EncodingOpt = None,
     max_memory: Annotated[str | None, typer.Option(
@@ -37,12 +38,14 @@ def convert_cmd(
     --encoding sets the SNN's input encoding (default direct: pixels as input currents); an ANN has
     no time step, so --dt does not apply."""
     from rich.console import Console
+    from rich.markup import escape
 
     from deploy import ann as annlib
     from deploy import data as datasets
     from deploy.cli_options import check
     from deploy.convert import convert
     from deploy.io import native
+    from deploy.io.atomic import shown
     from deploy.snn.net import SpikingNet
     from deploy.snn.train import evaluate
 
@@ -79,7 +82,7 @@ def convert_cmd(
         console.print(f"{data} test split: ANN {meta['ann_accuracy']:.4f}, SNN (T={timesteps}) "
                       f"{meta['test_accuracy']:.4f}")
     native.save(graph, out, meta=meta)
-    console.print(f"converted ({method}) -> [bold]{out}[/bold]")
+    console.print(f"converted ({method}) -> [bold]{escape(shown(out))}[/bold]")
 
 
 def _shaped(net, shape):

@@ -10,7 +10,18 @@ from typing import Annotated
 
 import typer
 
-from deploy.cli_options import DataOpt, DtOpt, EncodingOpt, TimestepsOpt
+from deploy.cli_options import (
+    DataOpt,
+    DtOpt,
+    EncodingOpt,
+    SplitSeedOpt,
+    TimestepsOpt,
+    count_option,
+    float_option,
+    int_option,
+    out_option,
+    seed_option,
+)
 from deploy.errors import DataError
 from quant.quantizers import ROUNDING, QuantError
 
@@ -75,15 +86,19 @@ def _kb(b: float) -> str:
 
 def quantize_cmd(
     model: Annotated[str, typer.Argument(help="model: native .pt, NIR, or file.py:factory")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="output folder")],
+    out: Annotated[Path, out_option("folder")],
     data: DataOpt = "digits",
-    max_acc_drop: Annotated[float, typer.Option(help="accuracy tolerance in points below float")] = 1.0,
-    max_memory: Annotated[float | None, typer.Option(
+    max_acc_drop: Annotated[float, float_option("--max-acc-drop", help="accuracy tolerance in points below float",
+                                                min=0, max=100)] = 1.0,
+    max_memory: Annotated[float | None, float_option(
+        "--max-memory", min=0, min_open=True,
         help="memory budget in KB (1 KB = 1024 bytes); alone: best accuracy within it")] = None,
-    max_cores: Annotated[int | None, typer.Option(help="at most this many cores of the target's mapping "
-                                                       "(loihi, loihi2)")] = None,
-    max_latency: Annotated[float | None, typer.Option(help="latency limit on the target, seconds per inference")] = None,
-    max_energy: Annotated[float | None, typer.Option(help="energy limit on the target, joules per inference")] = None,
+    max_cores: Annotated[int | None, count_option(
+        "--max-cores", help="at most this many cores of the target's mapping (loihi, loihi2)")] = None,
+    max_latency: Annotated[float | None, float_option("--max-latency", min=0, min_open=True,
+                                                      help="latency limit on the target, seconds per inference")] = None,
+    max_energy: Annotated[float | None, float_option("--max-energy", min=0, min_open=True,
+                                                     help="energy limit on the target, joules per inference")] = None,
     weights: Annotated[str, typer.Option(help="weight bit widths, e.g. 2..16 or 2,4,8")] = "2..16",
     neuron: Annotated[str, typer.Option(help="neuron (membrane/threshold) bit widths")] = "4..24",
     rounding: Annotated[str, typer.Option(help="all | comma list of " + ", ".join(ROUNDING))] = "all",
@@ -95,10 +110,13 @@ def quantize_cmd(
     objective: Annotated[str | None, typer.Option(
         help="memory | accuracy | energy | latency | edp (default: accuracy with --max-memory alone, energy with "
              "--target, else memory)")] = None,
-    samples: Annotated[int | None, typer.Option(help="test samples to evaluate (default: all)")] = None,
-    qat_epochs: Annotated[int, typer.Option(help="fine-tuning epochs per QAT configuration")] = 3,
+    samples: Annotated[int | None, count_option("--samples", help="test samples to evaluate (default: all)")] = None,
+    qat_epochs: Annotated[int, int_option("--qat-epochs", help="fine-tuning epochs per QAT configuration",
+                                          min=0)] = 3,
     onnx: Annotated[bool, typer.Option("--onnx", help="also export the chosen synapses to ONNX (QCDQ)")] = False,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int, seed_option("--seed", help="seed of stochastic rounding and QAT training (not the "
+                                                    "data)")] = 0,
+    split_seed: SplitSeedOpt = 0,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickled modules (runs code)")] = False,
     state_dict: Annotated[str | None, typer.Option(help="state_dict for a file.py:factory model")] = None,
     dt: DtOpt = None,
@@ -118,7 +136,7 @@ def quantize_cmd(
         raise QuantError(f"--granularity must be channel or tensor, got {granularity!r}")
     ws, ns, modes = parse_bits(weights, "--weights"), parse_bits(neuron, "--neuron"), parse_rounding(rounding)
     graph = load(model, trust_pickle, state_dict, dt=dt, encoding=encoding, timesteps=timesteps)
-    split = load_split(data, graph, seed, fixed_encoding=encoding is not None, samples=samples)
+    split = load_split(data, graph, split_seed, fixed_encoding=encoding is not None, samples=samples)
     console, err = Console(), Console(stderr=True)
     result = search(graph, split, max_acc_drop=max_acc_drop,
                     max_memory=None if max_memory is None else max_memory * 1024, weight_bits=ws,

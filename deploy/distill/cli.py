@@ -11,7 +11,15 @@ from typing import Annotated
 import torch
 import typer
 
-from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt
+from deploy.cli_options import (
+    DtOpt,
+    EncodingOpt,
+    TimestepsOpt,
+    count_option,
+    float_option,
+    out_option,
+    seed_option,
+)
 from deploy.errors import DeployError
 
 DATA_CHOICES = ("digits", "mnist")
@@ -20,24 +28,29 @@ DATA_CHOICES = ("digits", "mnist")
 def distill_cmd(
     teacher: Annotated[Path, typer.Argument(help="teacher: neurodeploy-ann checkpoint, native SNN or NIR")],
     student: Annotated[Path, typer.Option("--student", help="student spec YAML (deploy.snn.net.build format)")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="output native SNN checkpoint")],
+    out: Annotated[Path, out_option("file", "output native SNN checkpoint")],
     method: Annotated[str, typer.Option(help="kd | hetero-kd | ta | hint")] = "kd",
     data: Annotated[str, typer.Option(help="digits | mnist")] = "digits",
-    epochs: Annotated[int, typer.Option(help="training epochs (per stage for ta)")] = 10,
-    temperature: Annotated[float, typer.Option(help="teacher (soft-target) temperature")] = 2.0,
-    student_temperature: Annotated[float | None, typer.Option(
+    epochs: Annotated[int, count_option("--epochs", help="training epochs (per stage for ta)")] = 10,
+    temperature: Annotated[float, float_option("--temperature", help="teacher (soft-target) temperature",
+                                               min=0, min_open=True)] = 2.0,
+    student_temperature: Annotated[float | None, float_option(
+        "--student-temperature", min=0, min_open=True,
         help="temperature dividing the student logits (default: --temperature; 1 for hetero-kd)")] = None,
-    alpha: Annotated[float, typer.Option(help="weight of the soft-target loss vs cross-entropy")] = 0.5,
-    spike_reg: Annotated[float, typer.Option(help="weight of the hidden-layer firing-rate penalty")] = 0.0,
+    alpha: Annotated[float, float_option("--alpha", help="weight of the soft-target loss vs cross-entropy",
+                                         min=0, max=1)] = 0.5,
+    spike_reg: Annotated[float, float_option("--spike-reg", help="weight of the hidden-layer firing-rate penalty",
+                                             min=0)] = 0.0,
     assistant: Annotated[Path | None, typer.Option(
         help="assistant spec YAML for --method ta (default: the student twice as wide)")] = None,
     hetero: Annotated[str, typer.Option(help="hetero-kd teacher temperatures per 'class' or 'sample'")] = "class",
     learn_temperature: Annotated[bool, typer.Option(
         "--learn-temperature/--fixed-temperature", help="hetero-kd: learn the teacher temperatures")] = True,
-    lr: Annotated[float, typer.Option(help="Adam learning rate")] = 2e-3,
-    batch_size: Annotated[int, typer.Option(help="training batch size")] = 64,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (small SNNs train fastest on one)")] = 1,
+    lr: Annotated[float, float_option("--lr", help="Adam learning rate", min=0, min_open=True)] = 2e-3,
+    batch_size: Annotated[int, count_option("--batch-size", help="training batch size")] = 64,
+    seed: Annotated[int, seed_option("--seed")] = 0,
+    threads: Annotated[int, count_option("--threads", help="torch CPU threads (small SNNs train fastest on "
+                                                           "one)")] = 1,
     progress: Annotated[bool | None, typer.Option(
         "--progress/--no-progress", help="progress bars (default: when stderr is a terminal)")] = None,
     dt: DtOpt = None,

@@ -9,7 +9,16 @@ from typing import Annotated
 import torch
 import typer
 
-from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt
+from deploy.cli_options import (
+    DtOpt,
+    EncodingOpt,
+    TimestepsOpt,
+    count_option,
+    float_option,
+    int_option,
+    out_option,
+    seed_option,
+)
 from deploy.errors import DataError, DeployError
 
 DATASETS = ("digits", "mnist")
@@ -17,23 +26,25 @@ DATASETS = ("digits", "mnist")
 
 def finetune_cmd(
     model: Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="retrained native checkpoint (.pt)")],
+    out: Annotated[Path, out_option("file", "retrained native checkpoint (.pt)")],
     target: Annotated[str, typer.Option("--target", "-t", help="imc (1-bit SA) or imc-adc")] = "imc",
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 25,
+    epochs: Annotated[int, count_option("--epochs", help="training epochs")] = 25,
     data: Annotated[str, typer.Option(help="digits | mnist | a data file (.npz/.pt/.h5) with x, y, "
                                            "x_train, y_train")] = "digits",
-    lr: Annotated[float, typer.Option(help="learning rate (Adam, cosine schedule)")] = 2e-3,
+    lr: Annotated[float, float_option("--lr", help="learning rate (Adam, cosine schedule)", min=0,
+                                      min_open=True)] = 2e-3,
     progressive: Annotated[bool, typer.Option("--progressive", help="lower the conversion bits stage by "
                                                                      "stage down to the target's")] = False,
     noise: Annotated[bool, typer.Option("--noise", help="sample the configured non-idealities while "
                                                          "training")] = False,
     config: Annotated[str | None, typer.Option(help="YAML with spec constants / target options")] = None,
-    seed: Annotated[int, typer.Option(help="training seed (initial shuffling, noise samples)")] = 0,
-    split_seed: Annotated[int, typer.Option(help="seed of the train/test split; keep the one the model "
+    seed: Annotated[int, seed_option("--seed", help="training seed (initial shuffling, noise samples)")] = 0,
+    split_seed: Annotated[int, seed_option("--split-seed", help="seed of the train/test split; keep the one the model "
                                                  "was trained on, or its training images leak into the "
                                                  "test split")] = 0,
-    batch_size: Annotated[int, typer.Option(help="training batch size")] = 64,
-    augment: Annotated[int, typer.Option(help="one-pixel shifted copies of every training image (0-8)")] = 0,
+    batch_size: Annotated[int, count_option("--batch-size", help="training batch size")] = 64,
+    augment: Annotated[int, int_option("--augment", help="one-pixel shifted copies of every training image (0-8)",
+                                       min=0, max=8, rule="takes 0..8 copies")] = 0,
     learn_scales: Annotated[bool, typer.Option("--learn-scales/--max-scales",
                                                help="learn every output's weight scale, or keep "
                                                     "max|w| / qmax")] = True,

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt
+from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt, out_option
 from deploy.errors import DeployError
 
 
 def netx_cmd(
     model: Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="netx file to write (.net)")],
+    out: Annotated[Path, out_option("file", "netx file to write (.net)")],
     target: Annotated[str, typer.Option("--target", "-t", help="loihi | loihi2")] = "loihi",
     config: Annotated[str | None, typer.Option(help="YAML with spec constants / target options")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow pickled modules (runs code)")] = False,
@@ -25,8 +25,10 @@ def netx_cmd(
     """Map MODEL to Loihi fixed point (netx-compatible: dense weight exponent 0, bias exponent 6) and
     write it as a netx .net file."""
     from rich.console import Console
+    from rich.markup import escape
 
     from deploy.cli_options import check, load
+    from deploy.io.atomic import shown
     from hwmodels import get_target
     from hwmodels.loihi import netx
 
@@ -41,7 +43,7 @@ def netx_cmd(
     errors = ", ".join(f"{c.name} {c.error.get('weight', 0):.3f}" for c in mapping.network.connections)
     net = mapping.network
     Console().print(f"{len(net.populations)} layers on {mapping.placement.cores} core(s) -> "
-                    f"[bold]{out}[/bold] (relative weight error: {errors})")
+                    f"[bold]{escape(shown(out))}[/bold] (relative weight error: {errors})")
     feed = (f"graded x_q = round(x * {net.input_scale}) with input_message_bits=8" if net.graded_input
             else f"{net.encoding} input spikes")
     Console().print(f"lava-dl: netx.hdf5.Network(net_config=...) takes {feed} at Network.inp; "
