@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import torch
 import typer
 
@@ -21,7 +22,34 @@ from deploy.cli_options import (
 )
 from deploy.errors import DataError, DeployError
 
-DATASETS = ("digits", "mnist")
+DATASETS = ("digits", "mnist", "events")
+
+
+def builtin_split(name: str, graph, seed: int = 0, train_samples: int | None = None,
+                  test_samples: int | None = None):
+    """A built-in dataset's split for ``graph``; ``events`` is the synthetic event set at the
+    model's timesteps, input size and classes (test samples = ``deploy compile --data events``'s)."""
+    from deploy import data as datasets
+
+    if name != "events":
+        return datasets.load(name, seed=seed)
+    if graph.encoding != "events":
+        raise DataError(f"--data events needs a model with event input; '{graph.name}' has encoding "
+                        f"'{graph.encoding}'")
+    classes = int(np.prod(graph.shapes()[graph.output.name]))
+    return datasets.events(timesteps=graph.timesteps, size=int(graph.input_shape[-1]), classes=classes,
+                           n_train=train_samples or 512, n_test=test_samples or 128, seed=seed)
+
+
+def limit_split(split, train_samples: int | None, test_samples: int | None):
+    """The first ``train_samples`` training and ``test_samples`` test samples of ``split``."""
+    from deploy.data import Split
+
+    for opt, n in (("--train-samples", train_samples), ("--test-samples", test_samples)):
+        if n is not None and n < 1:
+            raise DataError(f"{opt} must be >= 1, got {n}")
+    return Split(split.name, split.x_train[:train_samples], split.y_train[:train_samples],
+                 split.x_test[:test_samples], split.y_test[:test_samples])
 
 
 def finetune_cmd(
@@ -29,7 +57,7 @@ def finetune_cmd(
     out: Annotated[Path, out_option("file", "retrained native checkpoint (.pt)")],
     target: Annotated[str, typer.Option("--target", "-t", help="imc (1-bit SA) or imc-adc")] = "imc",
     epochs: Annotated[int, count_option("--epochs", help="training epochs")] = 25,
-    data: Annotated[str, typer.Option(help="digits | mnist | a data file (.npz/.pt/.h5) with x, y, "
+    data: Annotated[str, typer.Option(help="digits | mnist | events | a data file (.npz/.pt/.h5) with x, y, "
                                            "x_train, y_train")] = "digits",
     lr: Annotated[float, float_option("--lr", help="learning rate (Adam, cosine schedule)", min=0,
                                       min_open=True)] = 2e-3,
@@ -50,6 +78,15 @@ def finetune_cmd(
                                                     "max|w| / qmax")] = True,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules")] = False,
     weights: Annotated[str | None, typer.Option("--weights", help="state_dict for a file.py:factory model")] = None,
+    train_samples: Annotated[int | None, typer.Option(help="train on the first N training samples "
+                                                           "(events: N streams, default 512)")] = None,
+    test_samples: Annotated[int | None, typer.Option(help="evaluate on the first N test samples "
+                                                          "(events: N streams, default 128)")] = None,
+    monitor_samples: Annotated[int | None, typer.Option(help="per-epoch test accuracy on the first N test "
+                                                             "samples only (default: all)")] = None,
+    match_rates: Annotated[bool, typer.Option("--match-rates", help="before training, rescale the LIF "
+                                              "thresholds so every layer fires at its float rate on the "
+                                              "target (deep networks whose layers fall silent)")] = False,
     dt: DtOpt = None,
     encoding: EncodingOpt = None,
     timesteps: TimestepsOpt = None,
@@ -82,22 +119,27 @@ def finetune_cmd(
         if not len(split.x_train):
             raise DataError(f"{data}: finetune trains, so the file needs 'x_train' and 'y_train' too")
     else:
-        split = datasets.load(data, seed=split_seed)
+        split = builtin_split(data, graph, split_seed, train_samples, test_samples)
+    split = limit_split(split, train_samples, test_samples)
     x_test = datasets.fit_to_model(split.x_test, graph.input_shape, graph.encoding)
     y_test = split.y_test
 
     def on_target(g) -> float:
-        act = tgt.simulate(tgt.map(g), x_test)
+        act = tgt.simulate(tgt.map(g), x_test, batch_size=batch_size)
         return float((act.predictions == y_test).float().mean())
 
     tuned, history = finetune(graph, tgt, split, epochs=epochs, lr=lr, progressive=progressive, noise=noise,
                               seed=seed, batch_size=batch_size, augment=augment, learn_scales=learn_scales,
-                              progress=sys.stderr.isatty())
-    float_acc = evaluate(SpikingNet(graph), split.x_test, y_test)
+                              progress=sys.stderr.isatty(), monitor_samples=monitor_samples,
+                              match_rates_first=match_rates)
+    float_acc = evaluate(SpikingNet(graph), split.x_test, y_test, batch_size=batch_size)
     naive = on_target(graph)
     retrained = on_target(tuned)
     native.save(tuned, out, meta={"finetuned_for": tgt.name, "trained_with": "deploy finetune",
-                                  "test_accuracy": evaluate(SpikingNet(tuned), split.x_test, y_test),
+                                  "test_accuracy": evaluate(SpikingNet(tuned), split.x_test, y_test,
+                                                            batch_size=batch_size),
+                                  "train_samples": len(split.x_train), "test_samples": len(y_test),
+                                  "history": history, "match_rates": match_rates,
                                   "dataset": data, "epochs": epochs, "lr": lr, "progressive": progressive,
                                   "noise": noise, "seed": seed, "split_seed": split_seed, "augment": augment,
                                   "learn_scales": learn_scales,
