@@ -132,8 +132,9 @@ def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 25,
     on the first ``calib_samples`` training samples, fewer for large layers
     (:func:`calibration_samples`). ``monitor_samples``: the per-epoch test accuracy
     of the history is measured on the first that many test samples (None: all).
-    ``match_rates_first``: after the first calibration, rescale the LIF thresholds so that
-    every layer fires at its float rate on the calibration samples (:func:`match_rates`).
+    ``match_rates_first``: after every calibration (each stage of a progressive schedule),
+    rescale the LIF thresholds so that every layer fires at its float rate on the
+    calibration samples (:func:`match_rates`).
 
     Returns the retrained graph (deployable on ``target``) and one history record
     per epoch (loss, train/test accuracy, conversion bits of the stage).
@@ -158,7 +159,7 @@ def finetune(graph: ir.Graph, target: ImcTarget, split: Split, epochs: int = 25,
         net.eval()
         with torch.no_grad():
             net.calibrate(calib)
-            if match_rates_first and not history:
+            if match_rates_first:
                 match_rates(net, SpikingNet(graph), calib)
         for rec in fit(net, train, epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed + len(history),
                        progress=progress, eval_batch_size=batch_size):
