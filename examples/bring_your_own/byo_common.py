@@ -1,0 +1,69 @@
+"""Helpers the bring-your-own-model scripts share: the digits split, the test file, one compile."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploy import data
+
+
+def digits() -> data.Split:
+    """The digits split every script trains and tests on (pixels in [0, 1], (N, 1, 8, 8), seed 0)."""
+    return data.load("digits", seed=0)
+
+
+def save_test(path: Path, x: torch.Tensor, y: torch.Tensor) -> Path:
+    """Write the test inputs exactly as the framework saw them, as ``.npz`` arrays ``x``, ``y``."""
+    np.savez(path, x=x.detach().numpy().astype(np.float32), y=y.numpy().astype(np.int64))
+    return path
+
+
+def compile_report(args: list[str]) -> dict:
+    """Run ``deploy compile ARGS -o ...`` through the CLI and return the numbers of its report.json."""
+    from deploy.cli import main
+
+    out = Path(args[args.index("-o") + 1])
+    command = "deploy compile " + shlex.join(args)
+    code = main(["compile", *args, "--no-figures"])
+    if code != 0:
+        raise SystemExit(f"{command} failed with exit code {code}")
+    rep = json.loads((out / "report.json").read_text())
+    acc = rep["accuracy"]
+    return {"command": command, "target": rep["target"]["name"], "samples": acc["samples"],
+            "reference": acc["reference"], "deployed": acc["deployed"],
+            "correct_reference": round(acc["reference"] * acc["samples"]),
+            "correct_deployed": round(acc["deployed"] * acc["samples"]),
+            "spikes_per_inference": rep["totals"]["spikes"], "energy_j": rep["totals"]["energy_j"],
+            "warnings": [w["code"] for w in rep.get("warnings", [])]}
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Write the measured numbers as JSON next to the model files."""
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def finetune(args: list[str]) -> str:
+    """Run ``deploy finetune ARGS`` (IMC-aware retraining) through the CLI; returns the command."""
+    from deploy.cli import main
+
+    command = "deploy finetune " + shlex.join(args)
+    if main(["finetune", *args]) != 0:
+        raise SystemExit(f"{command} failed")
+    return command
+
+
+def agreement(own: dict, rep: dict) -> str:
+    """The framework's run vs the float reference: correct samples and spikes per inference."""
+    n = own["samples"]
+    same_acc = own["correct"] == rep["correct_reference"]
+    line = (f"{own['framework']} {own['correct']}/{n} correct vs float reference {rep['correct_reference']}/{n}: "
+            f"{'equal' if same_acc else 'DIFFERENT'}")
+    if "spikes_per_inference" in own:
+        a, b = own["spikes_per_inference"] * n, rep["spikes_per_inference"] * n
+        line += f"; spikes {a:.0f} vs {b:.0f} in {n} samples: {'equal' if round(a) == round(b) else 'DIFFERENT'}"
+    return line
