@@ -89,7 +89,7 @@ def resolve_model(model: ModelLike, trust_pickle: bool = False, weights: str | N
     elif isinstance(model, torch.nn.Module):
         from deploy.io.loader import from_torch
 
-        graph = from_torch(model, timesteps=timesteps or 8, encoding=encoding or "direct")
+        graph = from_torch(model, timesteps=timesteps, encoding=encoding or "direct")
     else:
         from deploy.io.loader import load_model
 

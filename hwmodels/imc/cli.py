@@ -78,12 +78,12 @@ def finetune_cmd(
                                                     "max|w| / qmax")] = True,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules")] = False,
     weights: Annotated[str | None, typer.Option("--weights", help="state_dict for a file.py:factory model")] = None,
-    train_samples: Annotated[int | None, typer.Option(help="train on the first N training samples "
-                                                           "(events: N streams, default 512)")] = None,
-    test_samples: Annotated[int | None, typer.Option(help="evaluate on the first N test samples "
-                                                          "(events: N streams, default 128)")] = None,
-    monitor_samples: Annotated[int | None, typer.Option(help="per-epoch test accuracy on the first N test "
-                                                             "samples only (default: all)")] = None,
+    train_samples: Annotated[int | None, count_option(
+        "--train-samples", help="train on the first N training samples (events: N streams, default 512)")] = None,
+    test_samples: Annotated[int | None, count_option(
+        "--test-samples", help="evaluate on the first N test samples (events: N streams, default 128)")] = None,
+    monitor_samples: Annotated[int | None, count_option(
+        "--monitor-samples", help="per-epoch test accuracy on the first N test samples only (default: all)")] = None,
     match_rates: Annotated[bool, typer.Option("--match-rates", help="before training, rescale the LIF "
                                               "thresholds so every layer fires at its float rate on the "
                                               "target (deep networks whose layers fall silent)")] = False,
