@@ -76,8 +76,10 @@ def remedy(report: Report, target: str, graph: ir.Graph | None = None) -> str:
     model = report.model.source
     hints = []
     if target in IMC_TARGETS:
+        extra = ("" if model.endswith(".pt") else
+                 " (with the --weights/--dt/--timesteps/--encoding options given to this compile)")
         hints.append(f"retrain with the crossbar's partial-sum quantization: "
-                     f"`deploy finetune {model} --target {target} -o <retrained.pt>`")
+                     f"`deploy finetune {model} --target {target} -o <retrained.pt>`{extra}")
     elif target in LOIHI_TARGETS:
         subtract = _subtract_layers(report, graph)
         if subtract:
