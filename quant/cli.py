@@ -144,6 +144,7 @@ def quantize_cmd(
                     per_channel=granularity == "channel", target=target, objective=objective, samples=samples,
                     qat_epochs=qat_epochs, seed=seed, progress=sys.stderr.isatty(), max_cores=max_cores,
                     max_latency=max_latency, max_energy=max_energy)
+    result.split_seed = split_seed
     doc = result.save(out, onnx=onnx, seed=seed)
     for w in result.warnings:
         err.print(f"warning: {w}", markup=False, highlight=False, soft_wrap=True)

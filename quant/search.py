@@ -123,6 +123,8 @@ class SearchResult:
     target: str | None = None
     seed: int = 0
     batch_size: int = BATCH_SIZE
+    #: the data split the configurations were evaluated on (``deploy compile --split-seed``)
+    split_seed: int = 0
 
     @property
     def accuracy_floor(self) -> float:
@@ -140,7 +142,8 @@ class SearchResult:
         return {"schema": SCHEMA, "model": self.model, "dataset": self.dataset, "samples": self.samples,
                 "objective": self.objective, "constraints": self.constraints, "space": self.space,
                 "target": self.target, "accuracy_on": self.accuracy_on, "seed": self.seed,
-                "batch_size": self.batch_size, "baseline": self.baseline, "accuracy_floor": self.accuracy_floor,
+                "split_seed": self.split_seed, "batch_size": self.batch_size, "baseline": self.baseline,
+                "accuracy_floor": self.accuracy_floor,
                 "met": self.met, "warnings": self.warnings, "chosen": chosen, "front": self.front,
                 "evaluations": len(self.evaluated), "skipped": self.skipped, "seconds": self.seconds,
                 "evaluated": [p.to_dict() for p in self.evaluated]}
@@ -179,7 +182,7 @@ class SearchResult:
                         meta={"quantized_by": "quant.search", "config": self.chosen.config.label(),
                               "dataset": self.dataset, "test_accuracy": self.chosen.accuracy,
                               "search": {"samples": self.samples, "seed": self.seed, "target": self.target,
-                                         "batch_size": self.batch_size}})
+                                         "split_seed": self.split_seed, "batch_size": self.batch_size}})
             plot(doc, stage / "pareto.png")
         return doc
 

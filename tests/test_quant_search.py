@@ -149,7 +149,7 @@ def test_no_data_is_one_clear_error(digits):
 def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
     out = tmp_path / "q"
     args = ["quantize", str(DIGITS), "--scheme", "ptq", "--weights", "3..5", "--neuron", "5..7",
-            "--rounding", "nearest", "--samples", "120", "--onnx", "-o", str(out)]
+            "--rounding", "nearest", "--samples", "120", "--split-seed", "2", "--onnx", "-o", str(out)]
     assert main(args) == 0
     assert {p.name for p in out.iterdir()} == {"search.json", "model.pt", "pareto.png", "onnx"}
     doc = json.loads((out / "search.json").read_text())
@@ -157,6 +157,7 @@ def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
                                                                            "linear7")]
     assert all((out / e["path"]).is_file() and e["max_abs_err_graph"] < 1e-5 for e in doc["onnx"])
     q = native.load(out / "model.pt")
+    assert doc["split_seed"] == 2 and q.meta["search"]["split_seed"] == 2
     assert q["conv2d0"].precision["weight"] == doc["chosen"]["weight_bits"]
     assert q.meta["quant"]["config"]["neuron_bits"] == doc["chosen"]["neuron_bits"]
 
