@@ -19,7 +19,7 @@ import deploy
 from deploy import data
 from deploy.cli import main
 from deploy.errors import ModelError
-from deploy.io.nir_io import from_nir
+from deploy.io.nir_io import from_nir, writable
 from deploy.snn.net import SpikingNet
 
 torch.set_num_threads(1)
@@ -45,15 +45,6 @@ def recorder(modules: dict[str, torch.nn.Module], pick=lambda o: o) -> dict[str,
         m.register_forward_hook(lambda _m, _a, out, key=key: rec[key].append(pick(out).detach().clone()))
     return rec
 
-
-def writable(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """What a norse user does before ``nir.write``: 0-d parameters as 1-element arrays."""
-    for node in graph.nodes.values():
-        for key, value in vars(node).items():
-            if key not in ("input_type", "output_type", "metadata") and np.ndim(value) == 0 \
-                    and isinstance(value, (np.ndarray, torch.Tensor)):
-                setattr(node, key, np.asarray(value, dtype=np.float32).reshape(1))
-    return graph
 
 
 def compile_everywhere(graph, spikes_per_inference: float) -> None:

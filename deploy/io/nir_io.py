@@ -214,6 +214,17 @@ def write_nir(graph: ir.Graph, path: str | Path, dt: float = 1.0) -> Path:
     return atomic_write(path, lambda p: nir.write(p, nir_graph))
 
 
+def writable(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """``graph`` with its 0-d parameters (numpy or torch scalars, as norse's ``to_nir`` writes them)
+    as 1-element float32 arrays, which ``nir.write`` (nir 1.0.8) can store; changed in place."""
+    for node in graph.nodes.values():
+        for key, value in vars(node).items():
+            if key not in ("input_type", "output_type", "metadata") and hasattr(value, "shape") \
+                    and np.ndim(value) == 0:
+                setattr(node, key, np.asarray(value, dtype=np.float32).reshape(1))
+    return graph
+
+
 # -- import --------------------------------------------------------------------------
 def read_nir(path: str | Path) -> nir.NIRGraph:
     """``nir.read`` without NIR's type check (norse's batch dimensions fail it; ``from_nir``

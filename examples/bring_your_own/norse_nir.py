@@ -25,8 +25,9 @@ from pathlib import Path
 
 import nir
 import norse.torch as norse
-import numpy as np
 import torch
+
+from deploy.io.nir_io import writable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from byo_common import agreement, compile_report, digits, finetune, save_test, write_results  # noqa: E402
@@ -51,15 +52,6 @@ def run(net: norse.SequentialState, x: torch.Tensor) -> tuple[torch.Tensor, floa
         h.remove()
     return torch.stack(outs), sum(spikes) / len(x)
 
-
-def writable(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """0-d parameters as 1-element arrays, so that ``nir.write`` accepts norse's graph."""
-    for node in graph.nodes.values():
-        for key, value in vars(node).items():
-            if key not in ("input_type", "output_type", "metadata") and np.ndim(value) == 0 \
-                    and isinstance(value, (np.ndarray, torch.Tensor)):
-                setattr(node, key, np.asarray(value, dtype=np.float32).reshape(1))
-    return graph
 
 
 def train(out: Path, epochs: int, seed: int = 0) -> dict:
