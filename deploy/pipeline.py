@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from deploy import __version__, budget, ir
-from deploy import data as datasets
 from deploy.errors import DataError, DeployError, ModelError
 from deploy.metrics import (
     Activity,
@@ -142,14 +141,11 @@ def load_test_set(graph: ir.Graph, data: str | Path | tuple[torch.Tensor, torch.
     elif userdata.is_data_file(data):
         ud = userdata.read(data, graph.timesteps, graph.input_shape)
         name, x, y, file, digest = ud.file, ud.x, ud.y, str(data), ud.sha256
-    elif data == "events":
-        x, y = _synthetic_events(graph, samples, seed, fixed_encoding)
-        name = "events (synthetic, 50% activity)"
-    elif graph.encoding == "events":
-        raise DataError(f"model '{graph.name}' takes event streams; use --data events or a file of event frames")
     else:
-        split = datasets.load(str(data), seed=seed)
-        name, x, y = f"{data} (test split)", split.x_test, split.y_test
+        split = userdata.split_for(graph, str(data), seed, n_train=0, n_test=samples or 64,
+                                   fixed_encoding=fixed_encoding)
+        name = "events (synthetic, 50% activity)" if data == "events" else f"{data} (test split)"
+        x, y = split.x_test, split.y_test
     x, graph.encoding = userdata.fit(x, graph.input_shape, graph.timesteps, graph.encoding, fixed_encoding,
                                      graph.name)
     if samples is not None:
@@ -158,20 +154,6 @@ def load_test_set(graph: ir.Graph, data: str | Path | tuple[torch.Tensor, torch.
     if int(y.max()) >= out_classes:
         raise DataError(f"dataset has {int(y.max()) + 1} classes, model outputs {out_classes}")
     return EvalSet(name, x, y, file, digest)
-
-
-def _synthetic_events(graph: ir.Graph, samples: int | None, seed: int,
-                      fixed_encoding: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Synthetic 2-channel event frames sized to a (2, S, S) model input."""
-    shape = tuple(graph.input_shape)
-    if graph.encoding != "events" and (fixed_encoding or graph.encoding != "direct"):
-        raise DataError(f"--data events gives event frames but model '{graph.name}' uses {graph.encoding} "
-                        "encoding; pass --encoding events")
-    if len(shape) != 3 or shape[0] != 2 or shape[1] != shape[2]:
-        raise DataError(f"synthetic events are 2-channel square frames (N, T, 2, S, S), time on axis 1; "
-                        f"model '{graph.name}' takes input {shape}")
-    classes = int(np.prod(graph.shapes()[graph.output.name]))
-    return datasets.synthetic_events(samples or 64, graph.timesteps, shape[-1], classes, seed=seed + 1)
 
 
 def _sha256(model: ModelLike, graph: ir.Graph) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deploy import data as datasets
 from deploy import ir
 from deploy.data import Split
 from deploy.errors import DataError
@@ -282,3 +283,33 @@ def fit_split(split: Split, graph: ir.Graph, fixed_encoding: bool = False) -> Sp
         x_train, _ = fit(x_train, graph.input_shape, graph.timesteps, encoding, fixed_encoding, graph.name)
     graph.encoding = encoding
     return Split(split.name, x_train, split.y_train, x_test, split.y_test)
+
+
+def split_for(graph: ir.Graph, data: str, split_seed: int = 0, n_train: int = 512, n_test: int = 128,
+              fixed_encoding: bool = False) -> Split:
+    """:func:`dataset_split` shaped for ``graph`` by :func:`fit_split`."""
+    return fit_split(dataset_split(graph, data, split_seed, n_train, n_test, fixed_encoding), graph, fixed_encoding)
+
+
+def dataset_split(graph: ir.Graph, data: str, split_seed: int = 0, n_train: int = 512, n_test: int = 128,
+                  fixed_encoding: bool = False) -> Split:
+    """``data`` for ``graph`` as stored (images stay (N, C, H, W)): a data file, a built-in dataset
+    (digits, mnist) split by ``split_seed``, or the synthetic event set sized to the model (its
+    timesteps, a (2, S, S) input, its classes; ``n_train`` / ``n_test`` streams, whose first
+    samples do not depend on how many are drawn)."""
+    if is_data_file(data):
+        return read_split(data, graph)
+    if data == "events":
+        shape = tuple(graph.input_shape)
+        if graph.encoding != "events" and (fixed_encoding or graph.encoding != "direct"):
+            raise DataError(f"--data events gives event frames but model '{graph.name}' uses {graph.encoding} "
+                            "encoding; pass --encoding events")
+        if len(shape) != 3 or shape[0] != 2 or shape[1] != shape[2]:
+            raise DataError(f"synthetic events are 2-channel square frames (N, T, 2, S, S), time on axis 1; "
+                            f"model '{graph.name}' takes input {shape}")
+        classes = math.prod(graph.shapes()[graph.output.name])
+        return datasets.events(timesteps=graph.timesteps, size=shape[-1], classes=classes, n_train=n_train,
+                               n_test=n_test, seed=split_seed)
+    if graph.encoding == "events":
+        raise DataError(f"model '{graph.name}' takes event streams; use --data events or a file of event frames")
+    return datasets.load(data, seed=split_seed)

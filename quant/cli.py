@@ -61,23 +61,12 @@ def load_split(name: str, graph, seed: int, fixed_encoding: bool = False, sample
     """The dataset a search evaluates on (a name or a data file), shaped to the model; event frames
     on a direct model that did not fix its encoding switch ``graph.encoding`` to events. Synthetic
     events hold ``samples`` test samples (64 by default), the ones ``deploy compile`` draws."""
-    from deploy import data as datasets
     from deploy import userdata
 
     if name == "none":
         raise DataError(f"model '{graph.name}': no data to evaluate the quantized model on "
                         "(use --data digits|mnist|events)")
-    if name == "events":
-        import math
-
-        classes = math.prod(graph.shapes()[graph.output.name])
-        split = datasets.events(timesteps=graph.timesteps, size=graph.input_shape[-1], classes=classes,
-                                n_test=samples or 64, seed=seed)
-    elif userdata.is_data_file(name):
-        split = userdata.read_split(name, graph)
-    else:
-        split = datasets.load(name, seed=seed)
-    return userdata.fit_split(split, graph, fixed_encoding)
+    return userdata.split_for(graph, name, seed, n_test=samples or 64, fixed_encoding=fixed_encoding)
 
 
 def _kb(b: float) -> str:

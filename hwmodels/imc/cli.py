@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import torch
 import typer
 
@@ -23,22 +22,6 @@ from deploy.cli_options import (
 from deploy.errors import DataError, DeployError
 
 DATASETS = ("digits", "mnist", "events")
-
-
-def builtin_split(name: str, graph, seed: int = 0, train_samples: int | None = None,
-                  test_samples: int | None = None):
-    """A built-in dataset's split for ``graph``; ``events`` is the synthetic event set at the
-    model's timesteps, input size and classes (test samples = ``deploy compile --data events``'s)."""
-    from deploy import data as datasets
-
-    if name != "events":
-        return datasets.load(name, seed=seed)
-    if graph.encoding != "events":
-        raise DataError(f"--data events needs a model with event input; '{graph.name}' has encoding "
-                        f"'{graph.encoding}'")
-    classes = int(np.prod(graph.shapes()[graph.output.name]))
-    return datasets.events(timesteps=graph.timesteps, size=int(graph.input_shape[-1]), classes=classes,
-                           n_train=train_samples or 512, n_test=test_samples or 128, seed=seed)
 
 
 def limit_split(split, train_samples: int | None, test_samples: int | None):
@@ -114,12 +97,15 @@ def finetune_cmd(
     tgt = get_target(target, config)
     if not isinstance(tgt, ImcTarget):
         raise DeployError(f"deploy finetune supports the IMC targets (imc, imc-adc), not '{target}'")
-    if userdata.is_data_file(data):
-        split = userdata.fit_split(userdata.read_split(data, graph), graph, fixed_encoding=encoding is not None)
+    if data == "events" and graph.encoding != "events":
+        raise DataError(f"--data events needs a model with event input; '{graph.name}' has encoding "
+                        f"'{graph.encoding}'")
+    split = userdata.dataset_split(graph, data, split_seed, n_train=train_samples or 512,
+                                   n_test=test_samples or 128)
+    if userdata.is_data_file(data):  # a file may hold event frames for a direct model: fix the encoding
+        split = userdata.fit_split(split, graph, fixed_encoding=encoding is not None)
         if not len(split.x_train):
             raise DataError(f"{data}: finetune trains, so the file needs 'x_train' and 'y_train' too")
-    else:
-        split = builtin_split(data, graph, split_seed, train_samples, test_samples)
     split = limit_split(split, train_samples, test_samples)
     x_test = datasets.fit_to_model(split.x_test, graph.input_shape, graph.encoding)
     y_test = split.y_test
