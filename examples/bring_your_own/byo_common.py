@@ -1,4 +1,5 @@
-"""Helpers the bring-your-own-model scripts share: the digits split, the test file, one compile."""
+"""Helpers the bring-your-own-model scripts share: the digits split, the test file, compiling on
+the targets, retraining for imc."""
 
 from __future__ import annotations
 
@@ -55,6 +56,31 @@ def finetune(args: list[str]) -> str:
     if main(["finetune", *args]) != 0:
         raise SystemExit(f"{command} failed")
     return command
+
+
+def compile_on_targets(model: list[str], out: Path, targets: list[str]) -> dict[str, dict]:
+    """``deploy compile MODEL --data OUT/test.npz`` on each target (MODEL: the path and its model
+    options); one printed line and the report's numbers per target."""
+    reports = {}
+    for target in targets:
+        rep = compile_report([*model, "--data", f"{out}/test.npz", "--target", target, "-o", f"{out}/report_{target}"])
+        reports[target] = rep
+        print(f"{target}: float reference {rep['correct_reference']}/{rep['samples']}, deployed "
+              f"{rep['correct_deployed']}/{rep['samples']}, {rep['spikes_per_inference']:.2f} spikes per "
+              f"inference  [{rep['command']}]")
+    return reports
+
+
+def retrain_for_imc(model: list[str], out: Path, name: str, data: str = "digits", epochs: int | None = None) -> dict:
+    """``deploy finetune MODEL --target imc -o OUT/NAME`` (the crossbar's partial-sum quantization in
+    training), then the retrained model compiled on imc against OUT/test.npz; its numbers and both commands."""
+    retrained = out / name
+    cmd = finetune([*model, "--target", "imc", "--data", data, *(["--epochs", str(epochs)] if epochs else []),
+                    "-o", str(retrained)])
+    rep = compile_report([str(retrained), "--data", f"{out}/test.npz", "--target", "imc",
+                          "-o", f"{out}/report_imc_ft"])
+    print(f"imc after finetune: deployed {rep['correct_deployed']}/{rep['samples']}  [{cmd}; {rep['command']}]")
+    return {**rep, "finetune": cmd}
 
 
 def agreement(own: dict, rep: dict) -> str:

@@ -30,7 +30,14 @@ import torch
 from deploy.io.nir_io import writable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from byo_common import agreement, compile_report, digits, finetune, save_test, write_results  # noqa: E402
+from byo_common import (  # noqa: E402
+    agreement,
+    compile_on_targets,
+    digits,
+    retrain_for_imc,
+    save_test,
+    write_results,
+)
 
 T = 16
 
@@ -91,21 +98,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"norse: {own['correct']}/{own['samples']} correct ({own['accuracy']:.2%}), "
           f"{own['spikes_per_inference']:.2f} spikes per inference")
     results = {"source": own, "deploy": {}}
-    o = args.out
-    for target in args.targets.split(","):
-        rep = compile_report([f"{o}/norse.nir", "--dt", "1e-6", "--timesteps", str(T), "--data", f"{o}/test.npz",
-                              "--target", target, "-o", f"{o}/report_{target}"])
-        results["deploy"][target] = rep
-        print(f"{target}: float reference {rep['correct_reference']}/{rep['samples']}, deployed "
-              f"{rep['correct_deployed']}/{rep['samples']}, {rep['spikes_per_inference']:.2f} spikes per "
-              f"inference  [{rep['command']}]")
+    o, targets = args.out, args.targets.split(",")
+    model = [f"{o}/norse.nir", "--dt", "1e-6", "--timesteps", str(T)]
+    results["deploy"] = compile_on_targets(model, o, targets)
     if "digital" in results["deploy"]:
         print(agreement(own, results["deploy"]["digital"]))
-    if "imc" in args.targets.split(",") and not args.no_finetune:
-        cmd = finetune([f"{o}/norse.nir", "--dt", "1e-6", "--timesteps", str(T), "--target", "imc", "--data", "digits", "-o", f"{o}/norse_imc.pt"])
-        rep = compile_report([f"{o}/norse_imc.pt", "--data", f"{o}/test.npz", "--target", "imc", "-o", f"{o}/report_imc_ft"])
-        results["deploy"]["imc finetuned"] = {**rep, "finetune": cmd}
-        print(f"imc after finetune: deployed {rep['correct_deployed']}/{rep['samples']}  [{cmd}; {rep['command']}]")
+    if "imc" in targets and not args.no_finetune:
+        results["deploy"]["imc finetuned"] = retrain_for_imc(model, o, "norse_imc.pt")
     write_results(o / "results.json", results)
     return results
 

@@ -35,7 +35,14 @@ import torch
 from sinabs.activation import MembraneReset, SingleSpike
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from byo_common import agreement, compile_report, digits, finetune, save_test, write_results  # noqa: E402
+from byo_common import (  # noqa: E402
+    agreement,
+    compile_on_targets,
+    digits,
+    retrain_for_imc,
+    save_test,
+    write_results,
+)
 
 T = 16
 
@@ -112,23 +119,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Sinabs: {own['correct']}/{own['samples']} correct ({own['accuracy']:.2%}), "
           f"{own['spikes_per_inference']:.2f} spikes per inference")
     results = {"source": own, "deploy": {}}
-    o = args.out
-    for target in args.targets.split(","):
-        rep = compile_report([f"{o}/speck.nir", "--timesteps", str(T), "--encoding", "events", "--data",
-                              f"{o}/test.npz", "--target", target, "-o", f"{o}/report_{target}"])
-        results["deploy"][target] = rep
-        print(f"{target}: float reference {rep['correct_reference']}/{rep['samples']}, deployed "
-              f"{rep['correct_deployed']}/{rep['samples']}, {rep['spikes_per_inference']:.2f} spikes per "
-              f"inference  [{rep['command']}]")
+    o, targets = args.out, args.targets.split(",")
+    model = [f"{o}/speck.nir", "--timesteps", str(T), "--encoding", "events"]
+    results["deploy"] = compile_on_targets(model, o, targets)
     if "digital" in results["deploy"]:
         print(agreement(own, results["deploy"]["digital"]))
-    if "imc" in args.targets.split(",") and not args.no_finetune:
-        cmd = finetune([f"{o}/speck.nir", "--timesteps", str(T), "--encoding", "events", "--target", "imc",
-                        "--data", f"{o}/train.npz", "--epochs", "5", "-o", f"{o}/speck_imc.pt"])
-        rep = compile_report([f"{o}/speck_imc.pt", "--data", f"{o}/test.npz", "--target", "imc",
-                              "-o", f"{o}/report_imc_ft"])
-        results["deploy"]["imc finetuned"] = {**rep, "finetune": cmd}
-        print(f"imc after finetune: deployed {rep['correct_deployed']}/{rep['samples']}  [{cmd}; {rep['command']}]")
+    if "imc" in targets and not args.no_finetune:
+        results["deploy"]["imc finetuned"] = retrain_for_imc(model, o, "speck_imc.pt", data=f"{o}/train.npz",
+                                                             epochs=5)
     write_results(o / "results.json", results)
     return results
 

@@ -28,7 +28,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from byo_common import agreement, compile_report, digits, finetune, save_test, write_results  # noqa: E402
+from byo_common import (  # noqa: E402
+    agreement,
+    compile_on_targets,
+    digits,
+    retrain_for_imc,
+    save_test,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -83,15 +90,6 @@ def train(out: Path, epochs: int, seed: int = 0) -> dict:
             "accuracy": correct / len(x_test), "spikes_per_inference": spikes, "epochs": epochs}
 
 
-def retrain_for_imc(o: Path) -> dict:
-    """``deploy finetune`` on the crossbar's partial-sum quantization, then the retrained model on imc."""
-    cmd = finetune([f"{o}/snn_class.py:build", "--weights", f"{o}/state.pt", "--target", "imc", "--data", "digits",
-                    "-o", f"{o}/snn_imc.pt"])
-    rep = compile_report([f"{o}/snn_imc.pt", "--data", f"{o}/test.npz", "--target", "imc", "-o", f"{o}/report_imc_ft"])
-    print(f"imc after finetune: deployed {rep['correct_deployed']}/{rep['samples']}  [{cmd}; {rep['command']}]")
-    return {**rep, "finetune": cmd}
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("out/byo/snntorch"))
@@ -106,15 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
     results = {"source": own, "deploy": {}}
     if not args.no_compile:
         o = args.out
-        for target in ("digital",) if args.quick else ("digital", "imc", "loihi"):
-            rep = compile_report([f"{o}/snn_class.py:build", "--weights", f"{o}/state.pt", "--data",
-                                  f"{o}/test.npz", "--target", target, "-o", f"{o}/report_{target}"])
-            results["deploy"][target] = rep
-            print(f"{target}: float reference {rep['correct_reference']}/{rep['samples']}, deployed "
-                  f"{rep['correct_deployed']}/{rep['samples']}, {rep['spikes_per_inference']:.1f} spikes "
-                  f"per inference  [{rep['command']}]")
+        model = [f"{o}/snn_class.py:build", "--weights", f"{o}/state.pt"]
+        results["deploy"] = compile_on_targets(model, o, ["digital"] if args.quick else ["digital", "imc", "loihi"])
         if not args.quick:
-            results["deploy"]["imc finetuned"] = retrain_for_imc(o)
+            results["deploy"]["imc finetuned"] = retrain_for_imc(model, o, "snn_imc.pt")
         print(agreement(own, results["deploy"]["digital"]))
     write_results(args.out / "results.json", results)
     return results

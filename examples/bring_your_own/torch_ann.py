@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from byo_common import compile_report, digits, finetune, save_test, write_results  # noqa: E402
+from byo_common import compile_on_targets, digits, retrain_for_imc, save_test, write_results  # noqa: E402
 
 T = 16
 
@@ -79,19 +79,10 @@ def main(argv: list[str] | None = None) -> dict:
     if deploy_main(convert) != 0:
         raise SystemExit("deploy " + " ".join(convert) + " failed")
     results = {"source": own, "convert": "deploy " + " ".join(convert), "deploy": {}}
-    for target in args.targets.split(","):
-        rep = compile_report([f"{o}/snn.pt", "--data", f"{o}/test.npz", "--target", target,
-                              "-o", f"{o}/report_{target}"])
-        results["deploy"][target] = rep
-        print(f"{target}: float reference {rep['correct_reference']}/{rep['samples']}, deployed "
-              f"{rep['correct_deployed']}/{rep['samples']}, {rep['spikes_per_inference']:.2f} spikes per "
-              f"inference  [{rep['command']}]")
-    if "imc" in args.targets.split(",") and not args.no_finetune:
-        cmd = finetune([f"{o}/snn.pt", "--target", "imc", "--data", "digits", "--epochs", "5",
-                        "-o", f"{o}/snn_imc.pt"])
-        rep = compile_report([f"{o}/snn_imc.pt", "--data", f"{o}/test.npz", "--target", "imc", "-o", f"{o}/report_imc_ft"])
-        results["deploy"]["imc finetuned"] = {**rep, "finetune": cmd}
-        print(f"imc after finetune: deployed {rep['correct_deployed']}/{rep['samples']}  [{cmd}; {rep['command']}]")
+    targets = args.targets.split(",")
+    results["deploy"] = compile_on_targets([f"{o}/snn.pt"], o, targets)
+    if "imc" in targets and not args.no_finetune:
+        results["deploy"]["imc finetuned"] = retrain_for_imc([f"{o}/snn.pt"], o, "snn_imc.pt", epochs=5)
     write_results(o / "results.json", results)
     return results
 
