@@ -51,6 +51,10 @@ class Activity:
     def total(self, key: str) -> float:
         return float(sum(getattr(la, key) for la in self.layers.values()))
 
+    def accuracy(self, y: torch.Tensor) -> float:
+        """Correct predictions / samples as an exact fraction (the search and compile report the same)."""
+        return int((self.predictions == y).sum()) / max(len(y), 1)
+
     def sparsity(self) -> float:
         """NeuroBench activation sparsity: 1 - spikes / (neurons * T) over spiking layers."""
         spiking = [la for la in self.layers.values() if la.kind == "lif"]

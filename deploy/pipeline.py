@@ -177,11 +177,6 @@ def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: floa
     return mapping, activity, tgt.cost(mapping, activity)
 
 
-def _accuracy(activity: Activity, y: torch.Tensor) -> float:
-    """Correct / samples as an exact Python float (the precision search reports the same number)."""
-    return int((activity.predictions == y).sum()) / len(y)
-
-
 def _totals(cost: Cost, activity: Activity, graph: ir.Graph) -> Totals:
     from deploy.report.costs import memory_split, memory_totals
 
@@ -234,8 +229,8 @@ def compile(model: ModelLike, target: str | Target = "digital",
         # the reference is the float model: float32 neurons on the stored weights, whatever
         # precision the graph records (the target's run above is the bit-true one)
         ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed))
-        accuracy = Accuracy(dataset=data_name, samples=len(x), reference=_accuracy(ref, y),
-                            deployed=_accuracy(activity, y), file=ts.file, sha256=ts.sha256)
+        accuracy = Accuracy(dataset=data_name, samples=len(x), reference=ref.accuracy(y),
+                            deployed=activity.accuracy(y), file=ts.file, sha256=ts.sha256)
 
     comparison = o_act = None
     if compare:
@@ -245,7 +240,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
                   "latency": _ratio(o_cost.latency_s, cost.latency_s),
                   "memory": _ratio(o_cost.memory_bytes, cost.memory_bytes)}
         comparison = Comparison(target=other.name, totals=_totals(o_cost, o_act, graph), breakdown=_breakdown(o_cost),
-                                accuracy_deployed=_accuracy(o_act, y) if y is not None else None,
+                                accuracy_deployed=o_act.accuracy(y) if y is not None else None,
                                 ratios=ratios, this_target=tgt.name,
                                 this_accuracy_deployed=accuracy.deployed if accuracy else None,
                                 this_spikes=activity.total("spikes"), spikes=o_act.total("spikes"),

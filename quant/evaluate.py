@@ -40,17 +40,18 @@ class Evaluation:
 
 
 def fixed_point_activity(graph: ir.Graph, x: torch.Tensor, batch_size: int = BATCH_SIZE,
-                         seed: int = 0) -> Activity:
+                         generator: torch.Generator | None = None, progress: bool = False) -> Activity:
     """Run the bit-true network of ``graph`` (:func:`quant.neurons.quantized_net`; float neurons
-    where it records no formats) on model-shaped ``x``, the input generator seeded with ``seed``."""
+    where it records no formats) on model-shaped ``x``: the search's evaluation and the digital
+    target's simulation of a quantized graph."""
     from hwmodels.base import simulate_module
     from quant.neurons import quantized_net
 
-    return simulate_module(quantized_net(graph).eval(), graph, x, batch_size, torch.Generator().manual_seed(seed))
+    return simulate_module(quantized_net(graph).eval(), graph, x, batch_size, generator, progress)
 
 
-def _accuracy(activity: Activity, y: torch.Tensor) -> float:
-    return int((activity.predictions == y).sum()) / max(len(y), 1)
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 @torch.no_grad()
@@ -71,16 +72,15 @@ def evaluate(graph: ir.Graph, x: torch.Tensor, y: torch.Tensor, target=None, bat
     x = fit_to_model(x, graph.input_shape, graph.encoding)
     mem = memory(graph)
     if target is None:
-        return Evaluation(_accuracy(fixed_point_activity(graph, x, batch_size, seed), y), mem)
+        return Evaluation(fixed_point_activity(graph, x, batch_size, _generator(seed)).accuracy(y), mem)
     try:
         mapping = target.map(graph)
         if target.bit_true:
-            activity = target.simulate(mapping, x, batch_size=batch_size,
-                                       generator=torch.Generator().manual_seed(seed))
+            activity = target.simulate(mapping, x, batch_size=batch_size, generator=_generator(seed))
         else:
-            activity = fixed_point_activity(graph, x, batch_size, seed)
+            activity = fixed_point_activity(graph, x, batch_size, _generator(seed))
         cost = target.cost(mapping, activity)
     except TargetError as exc:
         return Evaluation(None, mem, error=str(exc))
-    return Evaluation(_accuracy(activity, y), mem, float(cost.energy_j), float(cost.latency_s),
+    return Evaluation(activity.accuracy(y), mem, float(cost.energy_j), float(cost.latency_s),
                       target.cores_used(mapping))

@@ -21,7 +21,7 @@ import torch
 from deploy import ir
 from deploy.errors import TargetError
 from deploy.metrics import Activity, layer_memory
-from hwmodels.base import Cost, LayerCost, Target, simulate_float, simulate_module
+from hwmodels.base import Cost, LayerCost, Target, simulate_float
 
 
 def fixed_point(graph: ir.Graph) -> bool:
@@ -61,9 +61,9 @@ class DigitalTarget(Target):
         graph = self.graph_of(mapping)
         if not fixed_point(graph):
             return simulate_float(graph, x, batch_size, generator, progress)
-        from quant.neurons import quantized_net
+        from quant.evaluate import fixed_point_activity
 
-        return simulate_module(quantized_net(graph).eval(), graph, x, batch_size, generator, progress)
+        return fixed_point_activity(graph, x, batch_size, generator, progress)
 
     def _arith(self, bits: int) -> tuple[float, float]:
         """(add, multiply) energy in pJ at a precision: int8 figures up to 8 bits, fp32 above."""
