@@ -26,7 +26,7 @@ from deploy.metrics import (
     neurobench_footprint,
 )
 from deploy.report import health
-from deploy.report.costs import latency_path
+from deploy.report.costs import latency_path, memory_split, split_totals
 from deploy.report.schema import (
     Accuracy,
     Breakdown,
@@ -178,9 +178,7 @@ def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: floa
 
 
 def _totals(cost: Cost, activity: Activity, graph: ir.Graph) -> Totals:
-    from deploy.report.costs import memory_split, memory_totals
-
-    base, overheads = memory_totals(memory_split(graph, cost))
+    base, overheads = split_totals(memory_split(graph, cost))
     return Totals(energy_j=cost.energy_j, latency_s=cost.latency_s, memory_bytes=cost.memory_bytes,
                   synops=activity.total("synops_effective"), spikes=activity.total("spikes"),
                   area_mm2=cost.area_mm2, memory_base_bytes=base, memory_overhead_bytes=overheads)
@@ -314,8 +312,6 @@ def _metrics(graph: ir.Graph, activity: Activity) -> Metrics:
 def _layer_rows(graph: ir.Graph, cost: Cost, activity: Activity, model: ir.Graph) -> list[LayerRow]:
     """One row per cost layer; memory split into the model's (``model``, the graph as given) and
     the target's named overheads."""
-    from deploy.report.costs import memory_split
-
     shapes, memory = graph.shapes(), memory_split(model, cost)
     rows = []
     for lc in cost.layers:

@@ -37,7 +37,7 @@ def memory_split(graph: ir.Graph, cost: Cost) -> dict[str, tuple[float, dict[str
     return out
 
 
-def memory_totals(split: dict[str, tuple[float, dict[str, float]]]) -> tuple[float, dict[str, float]]:
+def split_totals(split: dict[str, tuple[float, dict[str, float]]]) -> tuple[float, dict[str, float]]:
     """(model memory, overheads by name) summed over the layers of :func:`memory_split`."""
     base, over = 0.0, {}
     for b, o in split.values():
