@@ -117,13 +117,6 @@ class EvalSet:
     sha256: str | None = None
 
 
-def test_data(graph: ir.Graph, data: str | tuple[torch.Tensor, torch.Tensor], samples: int | None = None,
-              seed: int = 0, fixed_encoding: bool = False) -> tuple[str, torch.Tensor, torch.Tensor]:
-    """(name, x, y): the test split of a dataset shaped for ``graph``, first ``samples`` of it."""
-    ts = load_test_set(graph, data, samples, seed, fixed_encoding)
-    return ts.name, ts.x, ts.y
-
-
 def load_test_set(graph: ir.Graph, data: str | Path | tuple[torch.Tensor, torch.Tensor],
                   samples: int | None = None, seed: int = 0, fixed_encoding: bool = False) -> EvalSet:
     """The test samples of ``data`` (a dataset name, a data file, or an (x, y) tuple) shaped for

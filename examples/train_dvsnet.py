@@ -17,7 +17,7 @@ T = 5): the topology of the ADC-less IMC study, unchanged. Data:
 ``deploy.data.events(timesteps=5, size=64, classes=11, seed=0)``, i.e. training
 samples ``synthetic_events(n, 5, 64, 11, seed=0)`` and test samples
 ``synthetic_events(128, 5, 64, 11, seed=1)``. ``deploy compile --data events``
-(``deploy.pipeline.test_data``) draws ``synthetic_events(n, T, 64, 11, seed=1)``
+(``deploy.pipeline.load_test_set``) draws ``synthetic_events(n, T, 64, 11, seed=1)``
 with n = ``--samples`` (default 64); since ``synthetic_events`` gives the same
 first samples for any n, those are the first n samples of this test split.
 

@@ -1,6 +1,6 @@
 """The shipped trained DVSNet checkpoints: live on both IMC targets, accurate on imc.
 
-The test samples are those of ``deploy compile --data events`` (``deploy.pipeline.test_data``),
+The test samples are those of ``deploy compile --data events`` (``deploy.pipeline.load_test_set``),
 the first ones of the synthetic event set's test split the models were evaluated on.
 """
 
@@ -42,7 +42,8 @@ def imc_model():
 def runs(imc_model):
     """Simulated activity of the first SAMPLES compile test samples on imc and imc-adc."""
     torch.set_num_threads(1)
-    _, x, y = pipeline.test_data(imc_model, "events", SAMPLES)
+    ts = pipeline.load_test_set(imc_model, "events", SAMPLES)
+    x, y = ts.x, ts.y
     out = {}
     for name in ("imc", "imc-adc"):
         tgt = get_target(name)
