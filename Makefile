@@ -1,5 +1,6 @@
-# Two commands: `make demo` and `make test`. The venv is rebuilt only when
-# pyproject.toml or .ci/requirements-nodeps.txt changes or the interpreter is not a working Python 3.10.
+# Commands: `make demo`, `make test` and `make lint` (ruff + the import layers of pyproject.toml).
+# The venv is rebuilt only when pyproject.toml or .ci/requirements-nodeps.txt changes or the
+# interpreter is not a working Python 3.10.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -27,6 +28,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check deploy hwmodels quant tests examples benchmarks
+	$(VENV)/bin/lint-imports --no-logo
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

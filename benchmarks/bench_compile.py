@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from deploy import data, pipeline
+from deploy import pipeline
+from deploy.core import data
+from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.snn.net import SpikingNet
 from hwmodels import available, get_target
 
 MODEL = Path(__file__).resolve().parents[1] / "examples" / "models" / "digits_snn.pt"

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from deploy import data
-from deploy.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.core import data
+from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.snn.net import SpikingNet, build
+from deploy.train.arch.dvsnet import balance_thresholds, dvsnet
 from hwmodels.imc import ImcTarget
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from deploy import data
+from deploy.core import data
+from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.snn.net import SpikingNet
 from hwmodels.loihi import Loihi1Target, reference
 from hwmodels.loihi.lava_backend import run_lava
 from hwmodels.loihi.network import encode_input

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from deploy import data
+from deploy.core import data
 from deploy.io import native
 from quant import QConfig, evaluate, quantize, search
 

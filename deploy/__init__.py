@@ -20,8 +20,8 @@ _LAZY = {
     "inspect": ("deploy.pipeline", "inspect"),
     "load_model": ("deploy.io.loader", "load_model"),
     "from_torch": ("deploy.io.loader", "from_torch"),
-    "convert": ("deploy.convert", "convert"),
-    "Graph": ("deploy.ir", "Graph"),
+    "convert": ("deploy.train.convert", "convert"),
+    "Graph": ("deploy.core.ir", "Graph"),
     "Report": ("deploy.report.schema", "Report"),
 }
 

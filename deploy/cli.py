@@ -32,7 +32,7 @@ from deploy.cli_options import (
     out_option,
     seed_option,
 )
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deploy spiking networks on simulated neuromorphic hardware and report their costs.")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from deploy import ir
+    from deploy.core import ir
 
 #: seeds reach scikit-learn's splits and NumPy, which take 0 .. 2**32 - 1
 SEED_MAX = 2 ** 32 - 1
@@ -80,7 +80,7 @@ def output(kind: str) -> Callable[[Any], Path | None]:
     checked on the spot, so a command fails before loading or training anything."""
 
     def parse(value: Any) -> Path | None:
-        from deploy.errors import DeployError
+        from deploy.core.errors import DeployError
         from deploy.io.atomic import check_output
 
         if value is None:

@@ -1,4 +1,4 @@
-"""``deploy convert``: an ANN checkpoint in, a native SNN checkpoint out (see :mod:`deploy.convert`)."""
+"""``deploy convert``: an ANN checkpoint in, a native SNN checkpoint out (see :mod:`deploy.train.convert`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from deploy.cli_options import EncodingOpt, count_option, float_option, out_option, seed_option
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 DATASETS = ("digits", "mnist")
 #: samples per batch when the converted SNN is tested
@@ -40,14 +40,14 @@ def convert_cmd(
     from rich.console import Console
     from rich.markup import escape
 
-    from deploy import ann as annlib
-    from deploy import data as datasets
     from deploy.cli_options import check
-    from deploy.convert import convert
+    from deploy.core import data as datasets
+    from deploy.core.net import SpikingNet
     from deploy.io import native
     from deploy.io.atomic import shown
-    from deploy.snn.net import SpikingNet
-    from deploy.snn.train import evaluate
+    from deploy.train import ann as annlib
+    from deploy.train.convert import convert
+    from deploy.train.snn import evaluate
 
     check(None, encoding, timesteps)
     if encoding == "events":
@@ -70,7 +70,7 @@ def convert_cmd(
     meta = {"source": str(model), "converted_with": "deploy convert"}
     console = Console()
     if split is not None:
-        from deploy.budget import check_budget, estimate_bytes, parse_size
+        from deploy.core.budget import check_budget, estimate_bytes, parse_size
 
         check_budget(estimate_bytes(graph, min(EVAL_BATCH, len(split.x_test)), timesteps),
                      f"testing the converted SNN (T={timesteps})",

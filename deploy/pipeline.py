@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy import __version__, budget, ir
-from deploy.errors import DataError, DeployError, ModelError
-from deploy.metrics import (
+from deploy import __version__
+from deploy.core import budget, ir
+from deploy.core.errors import DataError, DeployError, ModelError
+from deploy.core.metrics import (
     Activity,
     assumed_activity,
     layer_memory,
@@ -261,7 +262,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
 
 def _check_memory(graph: ir.Graph, targets: list[str], data: Any, samples: int | None, batch_size: int,
                   max_memory: int | str | None) -> None:
-    """Refuse a run whose estimated memory (:func:`deploy.budget.estimate_bytes`) exceeds the limit."""
+    """Refuse a run whose estimated memory (:func:`deploy.core.budget.estimate_bytes`) exceeds the limit."""
     if batch_size < 1:
         raise DeployError(f"--batch-size must be >= 1, got {batch_size}")
     batch = 0 if data is None else min(batch_size, samples or batch_size)
@@ -336,7 +337,7 @@ def inspect(model: ModelLike, trust_pickle: bool = False, weights: str | None = 
     """Graph summary without simulating: rows per layer and totals at the stored precision.
 
     ``memory_bytes`` per row is the one memory definition (weights at stored precision
-    + neuron parameters + neuron state, :func:`deploy.metrics.layer_memory`), split
+    + neuron parameters + neuron state, :func:`deploy.core.metrics.layer_memory`), split
     into ``weight_bytes``, ``neuron_param_bytes`` and ``state_bytes``.
     """
     graph = resolve_model(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)

@@ -35,10 +35,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy import data as datasets
-from deploy import ir
-from deploy.data import Split
-from deploy.errors import DataError
+from deploy.core import data as datasets
+from deploy.core import ir
+from deploy.core.data import Split
+from deploy.core.errors import DataError
 
 DATA_SUFFIXES = (".npz", ".pt", ".pth", ".h5", ".hdf5")
 EVENT_FIELDS = ("x", "y", "t", "p")
@@ -266,7 +266,7 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 
 def read_split(path: str | Path, graph: ir.Graph) -> Split:
-    """A :class:`~deploy.data.Split` from a data file (training split empty when the file has none)."""
+    """A :class:`~deploy.core.data.Split` from a data file (training split empty when the file has none)."""
     ud = read(path, graph.timesteps, graph.input_shape)
     x_train = ud.x_train if ud.x_train is not None else ud.x[:0]
     y_train = ud.y_train if ud.y_train is not None else ud.y[:0]

@@ -3,7 +3,7 @@
     python examples/bntt_digits.py              # -> examples/models/digits_bntt_snn.pt
 
 Each ``timescale`` node trains as a separate BatchNorm per timestep
-(:class:`deploy.bntt.BNTT`, Kim & Panda 2021); ``net.to_graph()`` folds the statistics into
+(:class:`deploy.train.bntt.BNTT`, Kim & Panda 2021); ``net.to_graph()`` folds the statistics into
 per-timestep, per-channel scale and shift. BNTT lets a short window (T=4) train well.
 """
 
@@ -13,10 +13,11 @@ import argparse
 
 import torch
 
-from deploy import bntt, data
+from deploy.core import data
+from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.snn.net import SpikingNet, build
-from deploy.snn.train import evaluate, fit
+from deploy.train import bntt
+from deploy.train.snn import evaluate, fit
 
 
 def spec(timesteps: int = 4, beta: float = 0.95) -> dict:

@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deploy import ann as annlib
-from deploy import data
-from deploy.convert import convert
+from deploy.core import data
+from deploy.core.net import SpikingNet
 from deploy.io import native
 from deploy.io.atomic import atomic_write, write_text
-from deploy.snn.net import SpikingNet
-from deploy.snn.train import evaluate
+from deploy.train import ann as annlib
+from deploy.train.convert import convert
+from deploy.train.snn import evaluate
 
 TIMESTEPS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 

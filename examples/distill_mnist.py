@@ -21,21 +21,18 @@ from pathlib import Path
 
 import torch
 
-from deploy import data
-from deploy.distill import (
-    build_ann,
+from deploy.core import data
+from deploy.io import native
+from deploy.io.atomic import write_text
+from deploy.pipeline import compile as deploy_compile
+from deploy.train import ann as annlib
+from deploy.train.distill import (
     build_student,
     distill,
     load_student_spec,
     measure,
-    save_ann,
-    train_ann,
 )
-from deploy.distill.teachers import ann_accuracy
-from deploy.io import native
-from deploy.io.atomic import write_text
-from deploy.pipeline import compile as deploy_compile
-from deploy.snn.train import fit
+from deploy.train.snn import fit
 
 HERE = Path(__file__).resolve().parent
 
@@ -98,10 +95,10 @@ def main() -> None:
     targets = ["digital"] + (["imc"] if importlib.util.find_spec("hwmodels.imc") else [])
 
     start = time.perf_counter()
-    teacher = build_ann(TEACHERS[args.data], seed=0)
-    train_ann(teacher, split, epochs=args.teacher_epochs, progress=args.progress)
-    t_acc = ann_accuracy(teacher, split.x_test, split.y_test)
-    save_ann(teacher, out / "teacher.pt", meta={"dataset": args.data, "test_accuracy": t_acc})
+    teacher = annlib.from_spec(TEACHERS[args.data], seed=0)
+    annlib.fit(teacher, split, epochs=args.teacher_epochs, progress=args.progress)
+    t_acc = annlib.evaluate(teacher, split.x_test, split.y_test)
+    annlib.save(teacher, out / "teacher.pt", meta={"dataset": args.data, "test_accuracy": t_acc})
     print(f"teacher ANN: test accuracy {t_acc:.4f} ({time.perf_counter() - start:.0f} s) -> {out / 'teacher.pt'}")
 
     results = []

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import torch
 
-from deploy import data
-from deploy.arch.dvsnet import balance_thresholds, dvsnet
-from deploy.snn.net import SpikingNet, build
+from deploy.core import data
+from deploy.core.net import SpikingNet, build
+from deploy.train.arch.dvsnet import balance_thresholds, dvsnet
 
 TIMESTEPS = 5
 ENCODING = "events"

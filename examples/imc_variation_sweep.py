@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploy import data
+from deploy.core import data
 from deploy.io import native
 from deploy.io.atomic import atomic_write, staged_dir, write_text
+from deploy.train.finetune import finetune
 from hwmodels.imc import ImcAdcTarget, ImcTarget
-from hwmodels.imc.finetune import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 

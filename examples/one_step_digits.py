@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy import data
+from deploy.core import data
+from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.snn.net import SpikingNet, build
-from deploy.snn.train import evaluate, fit
+from deploy.train.snn import evaluate, fit
 
 
 class HoyerSpike(nn.Module):

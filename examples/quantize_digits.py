@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from deploy import data
+from deploy.core import data
+from deploy.core.net import build
 from deploy.io import native
-from deploy.snn.net import build
-from deploy.snn.train import evaluate, fit
+from deploy.train.snn import evaluate, fit
 from quant import search
 from quant.cli import print_summary
 
@@ -34,7 +34,7 @@ MNIST_SPEC = {"input_shape": [784], "timesteps": 8, "encoding": "direct", "name"
 
 
 def mnist_model(path: Path, epochs: int, seed: int) -> Path:
-    """Train the small MNIST SNN on the train split of deploy.data.load("mnist") (once)."""
+    """Train the small MNIST SNN on the train split of deploy.core.data.load("mnist") (once)."""
     if path.exists():
         return path
     split = data.load("mnist", seed=seed)

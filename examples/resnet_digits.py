@@ -3,7 +3,7 @@
     python examples/resnet_digits.py            # -> examples/models/digits_resnet_snn.pt
 
 Residual connections are ``add`` nodes whose ``inputs`` name the block's last conv and the
-block input (an identity shortcut carrying spikes); :func:`deploy.snn.net.build` takes
+block input (an identity shortcut carrying spikes); :func:`deploy.core.net.build` takes
 ``"inputs": [...]`` per layer. Trained with BPTT and surrogate gradients.
 """
 
@@ -13,10 +13,10 @@ import argparse
 
 import torch
 
-from deploy import data
+from deploy.core import data
+from deploy.core.net import build
 from deploy.io import native
-from deploy.snn.net import build
-from deploy.snn.train import evaluate, fit
+from deploy.train.snn import evaluate, fit
 
 
 def block(prefix: str, channels: int, src: str, beta: float) -> list[dict]:

@@ -12,10 +12,10 @@ import json
 
 import torch
 
-from deploy import data
+from deploy.core import data
+from deploy.core.net import build
 from deploy.io import native
-from deploy.snn.net import build
-from deploy.snn.train import evaluate, fit
+from deploy.train.snn import evaluate, fit
 
 ARCHS = {
     "cnn": {"input_shape": [1, 8, 8], "timesteps": 8, "encoding": "direct", "name": "digits_snn",

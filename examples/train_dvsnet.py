@@ -14,7 +14,7 @@ after two epochs), at lr 1e-3 it learns.
 The network is ``build(dvsnet(timesteps=5))`` (64x64x2 event frames, eleven 3x3
 convolutions of 32 channels, max-pools after convolutions 3/5/7/9/11, 128 -> 11,
 T = 5): the topology of the ADC-less IMC study, unchanged. Data:
-``deploy.data.events(timesteps=5, size=64, classes=11, seed=0)``, i.e. training
+``deploy.core.data.events(timesteps=5, size=64, classes=11, seed=0)``, i.e. training
 samples ``synthetic_events(n, 5, 64, 11, seed=0)`` and test samples
 ``synthetic_events(128, 5, 64, 11, seed=1)``. ``deploy compile --data events``
 (``deploy.pipeline.load_test_set``) draws ``synthetic_events(n, T, 64, 11, seed=1)``
@@ -23,9 +23,9 @@ first samples for any n, those are the first n samples of this test split.
 
 Before training, every LIF threshold is set (in layer order) so that the layer
 fires at about ``--rate`` on a few training samples
-(:func:`deploy.arch.dvsnet.balance_thresholds`): with the default initialisation
+(:func:`deploy.train.arch.dvsnet.balance_thresholds`): with the default initialisation
 the third and later layers are silent and receive no useful gradient. Training is
-the project's loop (:func:`deploy.snn.train.fit`: BPTT, arctan surrogate, Adam with
+the project's loop (:func:`deploy.train.snn.fit`: BPTT, arctan surrogate, Adam with
 a cosine schedule, cross-entropy on output spike counts), one thread, seeded and
 deterministic. The script prints the test accuracy and every LIF layer's spike
 rate on the test split; the checkpoint's meta records them with the epochs, seed
@@ -40,11 +40,11 @@ import time
 
 import torch
 
-from deploy import data
-from deploy.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.core import data
+from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.snn.net import SpikingNet, build
-from deploy.snn.train import evaluate, fit
+from deploy.train.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.train.snn import evaluate, fit
 
 #: what a continued run records of the checkpoint it started from
 INIT_KEYS = ("command", "epochs", "train_samples", "batch_size", "lr", "seed", "initial_rate", "test_accuracy",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from deploy.errors import TargetError
+from deploy.core.errors import TargetError
 
 #: target name -> "module:Class"
 TARGETS: dict[str, str] = {

@@ -8,14 +8,17 @@ splits a process from its process models.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import torch
 
-from deploy import ir
-from deploy.errors import TargetError
-from deploy.metrics import Activity, activity_from_record, merge
+from deploy.core import ir
+from deploy.core.errors import TargetError
+from deploy.core.metrics import Activity, simulate_module
+from hwmodels.options import NoOptions, Options, validate_options
 from hwmodels.spec import Spec, load_config, load_spec
 
 
@@ -41,7 +44,7 @@ class LayerCost:
     #: memory on the target: ``memory_base_bytes`` + the named ``memory_overhead_bytes``
     memory_bytes: float = 0.0
     resources: dict[str, Any] = field(default_factory=dict)
-    #: the model's own memory (:func:`deploy.metrics.layer_memory`), the same on every target
+    #: the model's own memory (:func:`deploy.core.metrics.layer_memory`), the same on every target
     memory_base_bytes: float | None = None
     #: what the target stores beyond (or instead of) that, by named cause; may be negative
     memory_overhead_bytes: dict[str, float] = field(default_factory=dict)
@@ -114,15 +117,26 @@ class Target(ABC):
     spec_name: str = ""
     description: str = ""
     #: node kinds this target can run; others are reported by :meth:`check`
-    supported_kinds: frozenset[str] = frozenset({"linear", "conv2d", "pool2d", "flatten", "add", "lif", "li"})
+    supported_kinds: frozenset[str] = frozenset({"linear", "conv2d", "pool2d", "flatten", "add",
+                                                 *ir.NEURON_KINDS})
     #: True when :meth:`simulate` computes in the target's own arithmetic at the graph's stored
     #: precision (fixed point, crossbar conversions), so its accuracy is the deployed one; False
     #: for a float simulation (then ``quant`` runs its fixed-point network and costs that activity)
     bit_true: bool = False
+    #: the schema of this target's options (:mod:`hwmodels.options`); None: the subclass
+    #: validates them itself into ``self.config``
+    options_schema: type[Options] | None = NoOptions
 
-    def __init__(self, spec: Spec | None = None, options: dict[str, Any] | None = None):
+    def __init__(self, spec: Spec | None = None, options: Mapping[str, Any] | None = None):
         self.spec = spec or load_spec(self.spec_name)
-        self.options = dict(options or {})
+        #: the options as given (read-only); ``config`` holds them validated
+        self.options: Mapping[str, Any] = MappingProxyType(dict(options or {}))
+        if self.options_schema is not None:
+            self.config = validate_options(self.options_schema, self.options, self.name)
+
+    def with_options(self, **changes: Any) -> Target:
+        """A new target of this kind with ``changes`` applied to the options (validated again)."""
+        return type(self)(spec=self.spec, options={**self.options, **changes})
 
     @classmethod
     def from_config(cls, config: str | None = None) -> Target:
@@ -170,33 +184,13 @@ class Target(ABC):
         return mapping if isinstance(mapping, ir.Graph) else mapping.graph
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "spec_file": self.spec.path, "options": self.options,
+        return {"name": self.name, "spec_file": self.spec.path, "options": dict(self.options),
                 "spec": self.spec.used_constants()}
-
-
-def simulate_module(net: torch.nn.Module, graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
-                    generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-    """Run a SpikingNet-like module (``run(x, record=True)``) over ``x`` in batches."""
-    from tqdm.auto import tqdm
-
-    parts = []
-    batches = range(0, len(x), batch_size)
-    with torch.no_grad():
-        for i in tqdm(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
-            out, values = net.run(x[i:i + batch_size], record=True, generator=generator)
-            parts.append(activity_from_record(graph, values, out))
-            extra = getattr(net, "pop_counters", None)
-            if extra is not None:
-                for name, counters in extra().items():
-                    parts[-1].layers[name].extra.update(counters)
-    if not parts:
-        raise TargetError("no samples to simulate")
-    return merge(parts)
 
 
 def simulate_float(graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
                    generator: torch.Generator | None = None, progress: bool = False) -> Activity:
     """The float reference simulation of a graph."""
-    from deploy.snn.net import SpikingNet
+    from deploy.core.net import SpikingNet
 
     return simulate_module(SpikingNet(graph).eval(), graph, x, batch_size, generator, progress)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import TargetError
+from deploy.core.errors import TargetError
 from deploy.io.yamlfile import read_yaml
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"

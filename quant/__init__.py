@@ -3,7 +3,7 @@ export and the TinySNN-style precision search.
 
     import quant
     q = quant.quantize("examples/models/digits_snn.pt", weight_bits=4, neuron_bits=8, data="digits")
-    result = quant.search(graph, deploy.data.load("digits"), max_acc_drop=1.0)
+    result = quant.search(graph, deploy.core.data.load("digits"), max_acc_drop=1.0)
     result.graph            # the chosen quantized Graph; result.to_json() is search.json
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deploy import ir
-from deploy.data import Split
+from deploy.core import ir
+from deploy.core.data import Split
 from quant.evaluate import Evaluation, evaluate, memory
 from quant.neurons import FixedPointLI, FixedPointLIF, NeuronFormat, quantized_net
 from quant.ptq import QConfig
@@ -38,7 +38,7 @@ def _graph(model: Any) -> ir.Graph:
 def _split(data: str | Split | None, seed: int) -> Split | None:
     if data is None or isinstance(data, Split):
         return data
-    from deploy import data as datasets
+    from deploy.core import data as datasets
 
     return datasets.load(data, seed=seed)
 
@@ -52,7 +52,7 @@ def quantize(model: Any, config: QConfig | None = None, *, weight_bits: int = 8,
     PTQ calibrates the membrane formats on ``calib_samples`` training inputs of
     ``data`` (worst-case ranges when ``data=None``); QAT fine-tunes on ``data``.
     """
-    from deploy.data import fit_to_model
+    from deploy.core.data import fit_to_model
     from quant import ptq
 
     graph = _graph(model)

@@ -22,7 +22,7 @@ from deploy.cli_options import (
     out_option,
     seed_option,
 )
-from deploy.errors import DataError
+from deploy.core.errors import DataError
 from quant.quantizers import ROUNDING, QuantError
 
 SCHEME_CHOICES = {"ptq": ("ptq",), "qat": ("qat",), "both": ("ptq", "qat")}
@@ -116,6 +116,7 @@ def quantize_cmd(
     from rich.console import Console
 
     from deploy.cli_options import check, load
+    from hwmodels import get_target
     from quant.search import search
 
     check(dt, encoding, timesteps)
@@ -130,7 +131,7 @@ def quantize_cmd(
     result = search(graph, split, max_acc_drop=max_acc_drop,
                     max_memory=None if max_memory is None else max_memory * 1024, weight_bits=ws,
                     neuron_bits=ns, rounding=modes, schemes=SCHEME_CHOICES[scheme], per_layer=per_layer,
-                    per_channel=granularity == "channel", target=target, objective=objective, samples=samples,
+                    per_channel=granularity == "channel", target=get_target(target) if target else None, objective=objective, samples=samples,
                     qat_epochs=qat_epochs, seed=seed, progress=sys.stderr.isatty(), max_cores=max_cores,
                     max_latency=max_latency, max_energy=max_energy)
     result.split_seed = split_seed

@@ -8,13 +8,13 @@ from typing import Any
 
 import torch
 
-from deploy import ir
-from deploy.metrics import Activity, memory_totals
+from deploy.core import ir
+from deploy.core.metrics import Activity, memory_totals
 
 
 def memory(graph: ir.Graph) -> dict[str, float]:
     """Bytes at the stored precision: ``param_bytes``, ``state_bytes`` and ``memory_bytes``, the
-    toolchain's one memory definition (:func:`deploy.metrics.memory_totals`)."""
+    toolchain's one memory definition (:func:`deploy.core.metrics.memory_totals`)."""
     return memory_totals(graph)
 
 
@@ -44,7 +44,7 @@ def fixed_point_activity(graph: ir.Graph, x: torch.Tensor, batch_size: int = BAT
     """Run the bit-true network of ``graph`` (:func:`quant.neurons.quantized_net`; float neurons
     where it records no formats) on model-shaped ``x``: the search's evaluation and the digital
     target's simulation of a quantized graph."""
-    from hwmodels.base import simulate_module
+    from deploy.core.metrics import simulate_module
     from quant.neurons import quantized_net
 
     return simulate_module(quantized_net(graph).eval(), graph, x, batch_size, generator, progress)
@@ -64,10 +64,10 @@ def evaluate(graph: ir.Graph, x: torch.Tensor, y: torch.Tensor, target=None, bat
     ``bit_true`` is set simulates the graph itself, and its simulation gives the
     accuracy (what ``deploy compile`` reports, same batches and seed); otherwise
     the fixed-point run's activity is costed. A graph the target cannot map or
-    run (:class:`~deploy.errors.TargetError`) gets ``accuracy=None`` and ``error``.
+    run (:class:`~deploy.core.errors.TargetError`) gets ``accuracy=None`` and ``error``.
     """
-    from deploy.data import fit_to_model
-    from deploy.errors import TargetError
+    from deploy.core.data import fit_to_model
+    from deploy.core.errors import TargetError
 
     x = fit_to_model(x, graph.input_shape, graph.encoding)
     mem = memory(graph)

@@ -9,7 +9,7 @@ as on Loihi, as a decrement ``d``: ``beta = 1 - d / 2**F`` (so IF neurons,
     x = R(x_in / lsb)                           # input current onto the grid
     i = sat(R(i * alpha_code / 2**F) + x)       # only when alpha != 0
     v = sat(R(v * beta_code / 2**F) + i)        # sat: clamp to [-2**(N-1), 2**(N-1) - 1]
-    s = v > thr_code                            # strict, as in deploy.ir
+    s = v > thr_code                            # strict, as in deploy.core.ir
     v = v - s * thr_code   (reset "subtract")   or   v * (1 - s)  (reset "zero")
 
 With ``reset_delay`` (snnTorch's default timing) the subtraction moves to the
@@ -23,7 +23,7 @@ shared by all samples of the batch, so a sample's result does not depend on the
 batch it runs in (training draws independent noise per element). The
 arithmetic runs in float64 on integer values, which is exact for every product
 (at most 32 + 16 bits). Rounding passes gradients
-straight through and the spike uses the surrogate of :mod:`deploy.snn.neurons`,
+straight through and the spike uses the surrogate of :mod:`deploy.core.neurons`,
 so the same module serves quantization-aware training.
 """
 
@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy import ir
-from deploy.snn.neurons import broadcast_to_features, spike
+from deploy.core import ir
+from deploy.core.neurons import broadcast_to_features, spike
 from quant.quantizers import QuantError, check_bits, check_rounding, round_ste, round_values
 
 MAX_DECAY_BITS = 16
@@ -269,7 +269,7 @@ def quantized_net(graph: ir.Graph):
 
     Synapses keep plain float modules: their weights already lie on the grid.
     """
-    from deploy.snn.net import SpikingNet
+    from deploy.core.net import SpikingNet
 
     net = SpikingNet(graph)
     for name, fmt in formats_of(graph).items():

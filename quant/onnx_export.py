@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deploy import ir
+from deploy.core import ir
 from deploy.io.atomic import atomic_write
 from quant.qat import brevitas_layer
 from quant.quantizers import QuantError

@@ -1,4 +1,4 @@
-"""Post-training quantization of a :class:`deploy.ir.Graph`.
+"""Post-training quantization of a :class:`deploy.core.ir.Graph`.
 
 ``quantize(graph, config, calib=x)`` returns a new graph whose weights lie on
 their integer grid (stored dequantized, ``node.weight_scale`` set), whose
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy import ir
+from deploy.core import ir
 from quant.neurons import (
     NeuronFormat,
     calibrate_format,
@@ -150,7 +150,7 @@ def _gain(alpha, timesteps: int) -> float:
 def value_ranges(graph: ir.Graph, calib: torch.Tensor | None = None, quantile: float = 0.999,
                  batch_size: int = 256) -> dict[str, float]:
     """The value range each neuron layer's registers must hold (see the module docstring)."""
-    from deploy.snn.net import SpikingNet
+    from deploy.core.net import SpikingNet
 
     neurons = [n for n in graph.nodes if n.kind in ir.NEURON_KINDS]
     peaks: dict[str, float] = {}

@@ -1,11 +1,11 @@
 """Quantization-aware training: Brevitas synapses and fixed-point neurons in the training loop.
 
-The synaptic modules of a :class:`deploy.snn.net.SpikingNet` are swapped for
+The synaptic modules of a :class:`deploy.core.net.SpikingNet` are swapped for
 Brevitas ``QuantLinear`` / ``QuantConv2d`` (signed narrow-range integer weights
 of the chosen width, max-statistics scale per tensor or per output channel,
 rounding ``ROUND`` / ``FLOOR`` / ``STOCHASTIC_ROUND``), the neurons for the
 fixed-point modules of :mod:`quant.neurons` (formats calibrated as in PTQ), and
-the network is fine-tuned with :func:`deploy.snn.train.fit`. Brevitas rounds
+the network is fine-tuned with :func:`deploy.train.snn.fit`. Brevitas rounds
 stochastically only while training; the deployed weights are its inference-time
 codes.
 """
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy import ir
-from deploy.data import Split, fit_to_model
+from deploy.core import ir
+from deploy.core.data import Split, fit_to_model
 from quant import ptq
 from quant.neurons import fixed_point_module, formats_of
 from quant.quantizers import QuantError
@@ -79,7 +79,7 @@ def brevitas_layer(node: ir.Node, bits: int, rounding: str = "nearest", per_chan
 
 def qat_net(graph: ir.Graph, config: ptq.QConfig, formats: dict, seed: int = 0):
     """A SpikingNet of ``graph`` with Brevitas synapses and fixed-point neurons (not yet trained)."""
-    from deploy.snn.net import SpikingNet
+    from deploy.core.net import SpikingNet
 
     net = SpikingNet(graph)
     for i, node in enumerate(net.graph.synapses()):
@@ -116,7 +116,7 @@ def qat(graph: ir.Graph, config: ptq.QConfig, split: Split, epochs: int = 3, lr:
     calib = fit_to_model(split.x_train[:calib_samples], graph.input_shape, graph.encoding)
     formats = formats_of(ptq.quantize(graph, config, calib, seed))
     net = qat_net(graph, config, formats, seed)
-    from deploy.snn.train import fit
+    from deploy.train.snn import fit
 
     torch.manual_seed(seed)
     with warnings.catch_warnings():

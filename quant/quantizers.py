@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 ROUNDING = ("truncation", "nearest", "stochastic")
 SCHEMES = ("scale", "fixed")

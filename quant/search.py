@@ -41,9 +41,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from deploy import ir
-from deploy.data import Split, fit_to_model
-from deploy.errors import DataError, TargetError
+from deploy.core import ir
+from deploy.core.data import Split, fit_to_model
+from deploy.core.errors import DataError, TargetError
 from quant import ptq
 from quant.evaluate import BATCH_SIZE, Evaluation, evaluate, memory
 from quant.neurons import check_neuron_bits
@@ -387,7 +387,7 @@ class _Searcher:
 def search(graph: ir.Graph, split: Split | None, max_acc_drop: float = 1.0, max_memory: float | None = None,
            weight_bits: Iterable[int] = range(2, 17), neuron_bits: Iterable[int] = range(4, 25),
            rounding: Iterable[str] = ROUNDING, schemes: Iterable[str] = ("ptq", "qat"), per_layer: bool = False,
-           per_channel: bool = True, target: str | Any | None = None, objective: str | None = None,
+           per_channel: bool = True, target: Any | None = None, objective: str | None = None,
            samples: int | None = None, calib_samples: int = 256, qat_epochs: int = 3, qat_lr: float = 5e-4,
            qat_candidates: int = 3, seed: int = 0, progress: bool = False, max_cores: int | None = None,
            max_latency: float | None = None, max_energy: float | None = None) -> SearchResult:
@@ -440,9 +440,7 @@ def search(graph: ir.Graph, split: Split | None, max_acc_drop: float = 1.0, max_
 
     tgt = target
     if isinstance(target, str):
-        from hwmodels import get_target
-
-        tgt = get_target(target)
+        raise QuantError(f"target must be a Target object (hwmodels.get_target({target!r})), not its name")
     objective = objective or ("accuracy" if max_memory is not None else "energy" if tgt is not None else "memory")
     if objective not in OBJECTIVES:
         raise QuantError(f"unknown objective {objective!r} ({', '.join(OBJECTIVES)})")

@@ -27,6 +27,6 @@ def shipped_graph():
 
 @pytest.fixture(scope="session")
 def digits_split():
-    from deploy import data
+    from deploy.core import data
 
     return data.load("digits")

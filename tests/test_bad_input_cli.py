@@ -146,7 +146,7 @@ def test_issue_cases_are_one_line(args, fragment, cwd, capsys):
 
 def test_seed_bound_is_the_data_splits_limit():
     """The largest seed the option takes is the largest scikit-learn's split takes."""
-    from deploy import data
+    from deploy.core import data
 
     parse = cli_options.integer(0, cli_options.SEED_MAX)
     assert parse(str(cli_options.SEED_MAX)) == cli_options.SEED_MAX
@@ -327,9 +327,9 @@ def test_seed_does_not_redraw_the_test_split(shipped_graph):
     """--seed changes the simulation only; the digits test split follows --split-seed (README: 0).
     Reference: the float network evaluated directly on scikit-learn's split."""
     import deploy
-    from deploy import data
-    from deploy.snn.net import SpikingNet
-    from deploy.snn.train import evaluate
+    from deploy.core import data
+    from deploy.core.net import SpikingNet
+    from deploy.train.snn import evaluate
 
     def direct(split_seed: int) -> float:
         s = data.digits(seed=split_seed)

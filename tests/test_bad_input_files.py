@@ -13,8 +13,8 @@ import os
 import pytest
 import torch
 
-from deploy import budget
 from deploy.cli import main
+from deploy.core import budget
 
 torch.set_num_threads(1)
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import deploy
-from deploy import data, ir
+from deploy.core import data, ir
 from deploy.io import native
+from hwmodels import get_target
 from hwmodels.base import simulate_float
 from quant import search
 from quant.neurons import NeuronFormat, formats_of
@@ -50,7 +51,7 @@ def test_ptq_search_accuracy_is_compile_accuracy(tmp_path, digits, rounding):
     if rounding == "stochastic":
         return
     # searching on the digital target evaluates the same network, and costs it as compile does
-    res_t = search(g, split, samples=N, target="digital", objective="memory", weight_bits=[3, 4],
+    res_t = search(g, split, samples=N, target=get_target("digital"), objective="memory", weight_bits=[3, 4],
                    neuron_bits=[4, 5, 6], rounding=[rounding], schemes=["ptq"])
     assert res_t.chosen.config.key() == res.chosen.config.key() and res_t.chosen.accuracy == res.chosen.accuracy
     assert report.totals.energy_j == pytest.approx(res_t.chosen.energy_j, rel=1e-9)

@@ -135,7 +135,7 @@ def test_debug_flag_shows_the_traceback(tmp_path, capsys):
 
 
 def test_bad_options_are_one_line(shipped_path, tmp_path, capsys):
-    from deploy.data import mnist_dir
+    from deploy.core.data import mnist_dir
 
     mnist_error = ("do not fit model input" if (mnist_dir() / "t10k-images-idx3-ubyte.gz").exists()
                    else "MNIST files not found")
@@ -182,8 +182,8 @@ def test_a_nir_graph_built_with_the_nir_api_compiles(tmp_path, capsys):
 def test_export_round_trips_through_nir(shipped_path, tmp_path, capsys):
     code, _, err = run(["export", shipped_path, "--format", "nir", "-o", tmp_path / "m.nir"], capsys)
     assert code == 0, err
+    from deploy.core.net import SpikingNet
     from deploy.io.loader import load_model
-    from deploy.snn.net import SpikingNet
 
     x = torch.rand(4, 1, 8, 8)
     a, b = SpikingNet(native.load(shipped_path)), SpikingNet(load_model(tmp_path / "m.nir"))

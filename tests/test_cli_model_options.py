@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from deploy.cli import main
+from deploy.core.net import SpikingNet, build
 from deploy.io import native
 from deploy.io.nir_io import write_nir
-from deploy.snn.net import SpikingNet, build
 
 # command -> arguments that make it runnable up to option checking (OUT is replaced by an output path)
 COMMANDS = {

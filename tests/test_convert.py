@@ -8,13 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy import ann as annlib
-from deploy import ir
-from deploy.convert import convert, fold_bn
-from deploy.errors import DataError, DeployError, ModelError
+from deploy.core import ir
+from deploy.core.errors import DataError, DeployError, ModelError
+from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.snn.net import SpikingNet
-from deploy.snn.train import evaluate
+from deploy.train import ann as annlib
+from deploy.train.convert import convert, fold_bn
+from deploy.train.snn import evaluate
 
 
 def _randomize_bn(bn: nn.Module, seed: int) -> None:
@@ -154,12 +154,11 @@ def test_ann_checkpoint_roundtrip_with_residual_and_clip(tmp_path):
 
 
 def test_teacher_format_ann_loads_and_converts(tmp_path, digits_split):
-    teachers = pytest.importorskip("deploy.distill.teachers")
-    t = teachers.build_ann({"input_shape": [1, 8, 8], "layers": [
+    t = annlib.from_spec({"input_shape": [1, 8, 8], "layers": [
         {"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "relu"},
         {"type": "pool2d", "mode": "avg", "kernel_size": 2}, {"type": "flatten"},
         {"type": "linear", "out_features": 10}]})
-    teachers.save_ann(t, tmp_path / "teacher.pt")
+    annlib.save(t, tmp_path / "teacher.pt")
     back = annlib.load(tmp_path / "teacher.pt")
     g = convert(back, timesteps=8, data=digits_split)
     assert [n.kind for n in g.nodes] == ["conv2d", "lif", "pool2d", "flatten", "linear", "li"]
@@ -193,7 +192,7 @@ def test_custom_forward_is_refused():
 
 def test_deploy_convert_is_callable_from_the_package(digits_mlp, digits_split):
     import deploy
-    import deploy.convert  # noqa: F401 - the submodule import must not shadow the function
+    import deploy.train.convert  # noqa: F401 - the submodule import must not shadow the function
 
     g = deploy.convert(digits_mlp, timesteps=4, data=digits_split)
     assert isinstance(g, ir.Graph) and g.timesteps == 4

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import data
-from deploy.errors import DataError
+from deploy.core import data
+from deploy.core.errors import DataError
 
 
 def test_digits_split_is_seeded_and_scaled():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import ir
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.errors import TargetError
 from hwmodels import get_target
 from hwmodels.spec import load_spec
 

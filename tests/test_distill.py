@@ -8,22 +8,20 @@ import pytest
 import torch
 
 from deploy.cli import main
-from deploy.distill import (
+from deploy.core.errors import DeployError
+from deploy.core.net import build
+from deploy.io import native
+from deploy.train import ann as annlib
+from deploy.train.distill import (
     HeteroTemperature,
     HintLoss,
-    build_ann,
     distill,
     kd_loss,
     load_teacher,
     measure,
-    save_ann,
     spike_rate_loss,
-    train_ann,
 )
-from deploy.distill.teachers import Teacher
-from deploy.errors import DeployError
-from deploy.io import native
-from deploy.snn.net import build
+from deploy.train.distill.teachers import Teacher
 
 STUDENT = {"input_shape": [1, 8, 8], "timesteps": 8, "encoding": "direct", "name": "tiny_student",
            "layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1},
@@ -38,8 +36,8 @@ TEACHER = {"input_shape": [1, 8, 8], "name": "t", "layers": [
 
 @pytest.fixture(scope="module")
 def teacher(digits_split):
-    ann = build_ann(TEACHER, seed=0)
-    train_ann(ann, digits_split, epochs=6, progress=False)
+    ann = annlib.from_spec(TEACHER, seed=0)
+    annlib.fit(ann, digits_split, epochs=6, progress=False)
     return ann
 
 
@@ -146,7 +144,7 @@ def test_spike_regulariser_lowers_spike_counts(teacher, digits_split):
 
 
 def test_ann_checkpoint_round_trip(teacher, digits_split, tmp_path):
-    path = save_ann(teacher, tmp_path / "t.pt", meta={"note": "x"})
+    path = annlib.save(teacher, tmp_path / "t.pt", meta={"note": "x"})
     doc = torch.load(path, weights_only=True)
     assert doc["format"] == "neurodeploy-ann" and doc["version"] == 1 and isinstance(doc["arch"], list)
     loaded = load_teacher(path)
@@ -157,7 +155,7 @@ def test_ann_checkpoint_round_trip(teacher, digits_split, tmp_path):
 def test_cli_writes_a_checkpoint_that_compile_accepts(teacher, tmp_path, capsys):
     import yaml
 
-    t_path = save_ann(teacher, tmp_path / "teacher.pt")
+    t_path = annlib.save(teacher, tmp_path / "teacher.pt")
     spec = tmp_path / "student.yaml"
     spec.write_text(yaml.safe_dump(STUDENT))
     out = tmp_path / "student.pt"
@@ -178,11 +176,11 @@ def _one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 def test_bad_input_is_one_clear_error(teacher, digits_split):
-    five = build_ann({**TEACHER, "layers": [*TEACHER["layers"][:-1], {"type": "linear", "out_features": 5}]})
+    five = annlib.from_spec({**TEACHER, "layers": [*TEACHER["layers"][:-1], {"type": "linear", "out_features": 5}]})
     with pytest.raises(DeployError) as e:
         distill(five, STUDENT, digits_split, epochs=1, progress=False)
     assert "5 classes" in _one_line(e) and "10" in _one_line(e)
-    big = build_ann({**TEACHER, "input_shape": [1, 28, 28]})
+    big = annlib.from_spec({**TEACHER, "input_shape": [1, 28, 28]})
     with pytest.raises(DeployError) as e:
         distill(big, STUDENT, digits_split, epochs=1, progress=False)
     assert "(1, 28, 28)" in _one_line(e) and "(1, 8, 8)" in _one_line(e)
@@ -198,7 +196,7 @@ def test_bad_input_is_one_clear_error(teacher, digits_split):
 def test_cli_bad_input_exits_2_with_one_line(teacher, tmp_path, capsys):
     import yaml
 
-    t_path = save_ann(teacher, tmp_path / "teacher.pt")
+    t_path = annlib.save(teacher, tmp_path / "teacher.pt")
     spec = tmp_path / "student.yaml"
     spec.write_text(yaml.safe_dump(STUDENT))
     bad_spec = tmp_path / "bad.yaml"

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from deploy import data, pipeline
+from deploy import pipeline
+from deploy.core import data
 from deploy.io import native
 from hwmodels import get_target
 
@@ -69,8 +70,8 @@ def test_dvsnet_imc_accuracy_well_above_chance(runs):
 
 
 def _tiny_event_net():
-    from deploy.arch.dvsnet import balance_thresholds
-    from deploy.snn.net import build
+    from deploy.core.net import build
+    from deploy.train.arch.dvsnet import balance_thresholds
 
     spec = {"input_shape": [2, 8, 8], "timesteps": 3, "encoding": "events", "name": "tiny_events",
             "layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
@@ -86,8 +87,8 @@ def _tiny_event_net():
 def test_match_rates_restores_the_reference_rates():
     """A copy of the net with every synapse halved fires less; matching scales each threshold
     so the copy fires at the reference's rates again (the first layer by exactly 1/2)."""
-    from deploy.snn.net import SpikingNet
-    from hwmodels.imc.finetune import match_rates
+    from deploy.core.net import SpikingNet
+    from deploy.train.finetune import match_rates
 
     ref, x = _tiny_event_net()
     graph = ref.to_graph()

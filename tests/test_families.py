@@ -11,10 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deploy import bntt
-from deploy.errors import ModelError, TargetError
+from deploy.core import ir
+from deploy.core.errors import ModelError, TargetError
+from deploy.core.net import SpikingNet, build
+from deploy.core.timescale import TimeScaleModule
 from deploy.io import native
-from deploy.snn.net import SpikingNet, build
+from deploy.train import bntt
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
@@ -36,8 +38,8 @@ def test_bntt_fold_equals_per_timestep_batchnorm():
     layer.eval()
     x = torch.randn(t_steps, 6, c, 5, 5)
     scale, shift = layer.folded()
-    node = bntt.TimeScale("ts", ["input"], scale=scale.numpy(), shift=shift.numpy())
-    folded = bntt.TimeScaleModule(node)(x)
+    node = ir.TimeScale("ts", ["input"], scale=scale.numpy(), shift=shift.numpy())
+    folded = TimeScaleModule(node)(x)
     # independent reference: torch's functional batch norm with each timestep's statistics
     ref = torch.stack([F.batch_norm(x[t], bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
                        for t, bn in enumerate(layer.bns)])
@@ -52,7 +54,7 @@ def test_bntt_trains_and_folds_inside_a_spiking_net(digits_split):
         {"type": "linear", "out_features": 32, "bias": False}, bntt.spec_layer(32, t_steps, "ts"),
         {"type": "lif", "beta": 0.9}, {"type": "linear", "out_features": 10}, {"type": "li"}]}
     net = bntt.attach(build(spec))
-    from deploy.snn.train import evaluate, fit
+    from deploy.train.snn import evaluate, fit
 
     fit(net, digits_split, epochs=2, progress=False)
     graph = net.to_graph()
@@ -130,7 +132,7 @@ def test_residual_net_trains(digits_split):
         {"type": "conv2d", "name": "c2", "out_channels": 8, "kernel_size": 3, "padding": 1},
         {"type": "add", "name": "sum", "inputs": ["c2", "a"]}, {"type": "lif", "name": "o", "beta": 0.9},
         {"type": "flatten"}, {"type": "linear", "out_features": 10}, {"type": "li"}]}
-    from deploy.snn.train import fit
+    from deploy.train.snn import fit
 
     net = build(spec)
     before = net.layers["c1"].weight.detach().clone()

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import ir
-from deploy.metrics import Activity, LayerActivity
+from deploy.core import ir
+from deploy.core.metrics import Activity, LayerActivity
 from deploy.pipeline import compile as run_compile
 from deploy.report import health
 from deploy.report.render import html, markdown, text_table

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deploy import ir
+from deploy.core import ir
 from hwmodels.imc import ImcAdcTarget, ImcTarget
 from hwmodels.imc.config import NonIdeal
 from hwmodels.imc.cost import expected_counters
@@ -247,7 +247,7 @@ def test_counters_hand_count_and_expectation():
 
 
 def test_residual_and_pooled_inputs_are_exact_bit_planes():
-    from deploy.snn.net import SpikingNet
+    from deploy.core.net import SpikingNet
 
     rng = np.random.default_rng(4)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deploy import data
+from deploy.core import data
+from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.snn.net import SpikingNet, build
-from deploy.snn.train import evaluate, fit
+from deploy.train.finetune import finetune
+from deploy.train.snn import evaluate, fit
 from hwmodels.imc import ImcTarget
 from hwmodels.imc.crossbar import CrossbarNet
-from hwmodels.imc.finetune import export, finetune, schedule
+from hwmodels.imc.trainable import export, schedule
 
 MLP = {"input_shape": [64], "timesteps": 4, "encoding": "direct", "name": "mlp",
        "layers": [{"type": "linear", "out_features": 32}, {"type": "lif", "beta": 0.9},

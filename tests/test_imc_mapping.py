@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from deploy import ir
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.errors import TargetError
 from hwmodels.imc import ImcAdcTarget, ImcTarget
 from hwmodels.spec import load_spec
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.errors import ModelError
+from deploy.core.errors import ModelError
+from deploy.core.net import SpikingNet, build
+from deploy.core.neurons import LIF
 from deploy.io import native
 from deploy.io.loader import load_model
 from deploy.io.nir_io import write_nir
-from deploy.snn.net import SpikingNet, build
-from deploy.snn.neurons import LIF
 
 torch.set_num_threads(1)
 SPEC = {"input_shape": [1, 6, 6], "timesteps": 4, "layers": [

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import ir
-from deploy.errors import ModelError
+from deploy.core import ir
+from deploy.core.errors import ModelError
+from deploy.core.net import SpikingNet, build
 from deploy.io.loader import load_model
 from deploy.io.nir_io import from_nir, to_nir, write_nir
-from deploy.snn.net import SpikingNet, build
 
 torch.set_num_threads(1)
 

@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from deploy import ir
-from deploy.errors import ModelError
+from deploy.core import ir
+from deploy.core.errors import ModelError
+from deploy.core.net import SpikingNet, build
 from deploy.io.loader import load_model
 from deploy.io.onnx_export import export_onnx
-from deploy.snn.net import SpikingNet, build
 
 torch.set_num_threads(1)
 

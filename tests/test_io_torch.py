@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 import deploy
-from deploy.errors import ModelError
+from deploy.core.errors import ModelError
+from deploy.core.net import SpikingNet, build
 from deploy.io.loader import from_torch, load_model
-from deploy.snn.net import SpikingNet, build
 
 torch.set_num_threads(1)
 T = 12

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from deploy import ir
-from deploy.errors import ModelError
+from deploy.core import ir
+from deploy.core.errors import ModelError
 
 
 def small_graph() -> ir.Graph:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy import ir
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.errors import TargetError
 from hwmodels.loihi import Loihi1Target
 from hwmodels.loihi.fixed_point import LoihiOverflowWarning
 
@@ -116,7 +116,7 @@ def test_reset_subtract_is_approximated_or_refused():
 
 
 def test_unsupported_layers_are_named():
-    from deploy.bntt import timescale_node
+    from deploy.core.ir import timescale_node
 
     base = mlp()
     g = ir.Graph((4,), [base["fc"], timescale_node("bn", ["fc"], 6, 4), ir.LIF("n", ["bn"])], timesteps=4)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import ir
+from deploy.core import ir
 from hwmodels.loihi import Loihi1Target, reference
 from hwmodels.loihi.fixed_point import LoihiOverflowWarning
 from hwmodels.loihi.lava_backend import run_lava

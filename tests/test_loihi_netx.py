@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.errors import TargetError
+from deploy.core.errors import TargetError
 from deploy.io import native
 from hwmodels.loihi import Loihi1Target, netx, reference
 from hwmodels.loihi.network import INPUT, Connection, LoihiNetwork, Population, encode_input

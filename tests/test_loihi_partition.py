@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deploy import ir
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.errors import TargetError
 from hwmodels.loihi import Loihi1Target, Loihi2Target
 from hwmodels.loihi.partition import synapse_pairs
 from hwmodels.spec import load_spec

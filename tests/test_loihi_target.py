@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from deploy import ir
+from deploy.core import ir
+from deploy.core.metrics import assumed_activity
+from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.metrics import assumed_activity
-from deploy.snn.net import SpikingNet
 from hwmodels import get_target
 from hwmodels.loihi import Loihi1Target, reference
 from hwmodels.loihi.activity import window

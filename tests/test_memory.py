@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import ir
-from deploy.metrics import layer_memory
+from deploy.core import ir
+from deploy.core.metrics import layer_memory
 from deploy.pipeline import compile as run_compile
 from deploy.pipeline import inspect
 from deploy.report.render import markdown, text_table

@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from deploy import ir
-from deploy.metrics import activity_from_record, assumed_activity, effective_synops
-from deploy.snn.net import SpikingNet
+from deploy.core import ir
+from deploy.core.metrics import activity_from_record, assumed_activity, effective_synops
+from deploy.core.net import SpikingNet
 
 
 def test_effective_conv_synops_count_border_fanout():

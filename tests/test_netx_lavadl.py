@@ -17,7 +17,7 @@ import torch
 
 netx_hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5", reason="lava-dl (lava.lib.dl.netx) is not installed")
 
-from deploy import ir  # noqa: E402
+from deploy.core import ir  # noqa: E402
 from deploy.io import native  # noqa: E402
 from hwmodels.loihi import Loihi1Target, netx, reference  # noqa: E402
 from hwmodels.loihi.lava_backend import run_netx  # noqa: E402

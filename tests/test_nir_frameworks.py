@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import deploy
-from deploy import data
 from deploy.cli import main
-from deploy.errors import ModelError
+from deploy.core import data
+from deploy.core.errors import ModelError
+from deploy.core.net import SpikingNet
 from deploy.io.nir_io import from_nir, writable
-from deploy.snn.net import SpikingNet
 
 torch.set_num_threads(1)
 N, SAMPLES = 48, 16  # inputs compared with the framework; samples each target compiles
@@ -115,7 +115,7 @@ def test_norse_li_readout_follows_norse_and_loihi_says_it_cannot_run_it():
     assert g["1"].kind == "li" and g["1"].beta == pytest.approx(0.9)
     assert ref.abs().max() > 0.1
     torch.testing.assert_close(ours(g, x)["1"], ref, rtol=1e-4, atol=1e-5)  # membrane, float rounding only
-    with pytest.raises(deploy.errors.TargetError, match=r"^layer '1': layer type 'li' is not supported on "
+    with pytest.raises(deploy.core.errors.TargetError, match=r"^layer '1': layer type 'li' is not supported on "
                                                         r"target 'loihi'"):
         deploy.compile(g, target="loihi", data="digits", samples=4)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.snn.neurons import LIF
+from deploy.core.neurons import LIF
 from quant.neurons import (
     FixedPointLI,
     FixedPointLIF,

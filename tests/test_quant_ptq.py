@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import data, ir
+from deploy.core import data, ir
+from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.snn.net import SpikingNet
-from deploy.snn.train import evaluate as float_accuracy
+from deploy.train.snn import evaluate as float_accuracy
 from quant import QConfig, memory, quantize, quantized_net
 from quant import evaluate as q_evaluate
 from quant.neurons import formats_of

@@ -10,7 +10,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from deploy import data
+from deploy.core import data
 from deploy.io import native
 from quant import QConfig, QuantError, evaluate, quantize
 from quant.neurons import formats_of

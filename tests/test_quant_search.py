@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from deploy import data, ir
 from deploy.cli import main
-from deploy.errors import DataError
+from deploy.core import data, ir
+from deploy.core.errors import DataError
 from deploy.io import native
+from hwmodels import get_target
 from quant import QuantError, evaluate, search
 from quant.evaluate import Evaluation, memory
 from quant.pareto import pareto_front
@@ -85,7 +86,7 @@ def digits():
 def test_digits_search_with_energy(digits):
     g, split = digits
     res = search(g, split, weight_bits=range(2, 7), neuron_bits=range(4, 9), rounding=["nearest", "truncation"],
-                 schemes=["ptq"], target="digital", objective="memory", samples=180)
+                 schemes=["ptq"], target=get_target("digital"), objective="memory", samples=180)
     feas = [p for p in res.evaluated if p.feasible]
     assert res.met and res.chosen in feas
     assert res.chosen.memory_bytes == min(p.memory_bytes for p in feas)

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 import deploy
-from deploy import data, ir
 from deploy.cli import main
+from deploy.core import data, ir
+from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.snn.net import SpikingNet
+from hwmodels import get_target
 from hwmodels.imc import ImcTarget
 from quant import QuantError, search
 
@@ -31,7 +32,7 @@ def digits():
 
 def test_loihi_search_accuracy_is_compile_accuracy(tmp_path, digits):
     g, split = digits
-    res = search(g, split, target="loihi", objective="memory", weight_bits=[3, 4], neuron_bits=[6, 8],
+    res = search(g, split, target=get_target("loihi"), objective="memory", weight_bits=[3, 4], neuron_bits=[6, 8],
                  rounding=["nearest"], schemes=["ptq"], samples=N, max_acc_drop=5)
     assert res.met and res.chosen.cores is not None and res.baseline["cores"] is not None
     res.save(tmp_path / "q")
@@ -62,7 +63,7 @@ def _wide_mlp() -> tuple[ir.Graph, data.Split]:
 
 def test_max_cores_rejections_are_reported(tmp_path):
     g, split = _wide_mlp()
-    res = search(g, split, target="loihi", max_cores=2, weight_bits=[2, 3, 4], neuron_bits=[8],
+    res = search(g, split, target=get_target("loihi"), max_cores=2, weight_bits=[2, 3, 4], neuron_bits=[8],
                  rounding=["nearest"], schemes=["ptq"], max_acc_drop=100)
     res.save(tmp_path / "q")
     doc = json.loads((tmp_path / "q" / "search.json").read_text())
@@ -94,7 +95,7 @@ def test_cli_max_cores_reports_every_rejection(tmp_path, capsys):
 @pytest.mark.parametrize("objective", ["latency", "edp"])
 def test_latency_and_edp_objectives_choose_by_their_value(digits, objective):
     g, split = digits
-    res = search(g, split, target="loihi", objective=objective, weight_bits=[3, 4], neuron_bits=[4, 6, 8],
+    res = search(g, split, target=get_target("loihi"), objective=objective, weight_bits=[3, 4], neuron_bits=[4, 6, 8],
                  rounding=["nearest"], schemes=["ptq"], samples=N, max_acc_drop=5)
     pts = res.to_dict()["evaluated"]
     value = (lambda p: p["latency_s"]) if objective == "latency" else (lambda p: p["energy_j"] * p["latency_s"])
@@ -125,8 +126,8 @@ def test_constraints_need_a_target_and_positive_values(digits):
     with pytest.raises(QuantError, match="max_latency needs a target"):
         search(g, split, max_latency=1e-3, samples=8)
     with pytest.raises(QuantError, match="max_cores must be a positive integer"):
-        search(g, split, target="loihi", max_cores=0, samples=8)
+        search(g, split, target=get_target("loihi"), max_cores=0, samples=8)
     with pytest.raises(QuantError, match="the edp objective needs a target"):
         search(g, split, objective="edp", samples=8)
     with pytest.raises(QuantError, match="does not report cores"):
-        search(g, split, target="digital", max_cores=4, samples=8, weight_bits=[4], neuron_bits=[8])
+        search(g, split, target=get_target("digital"), max_cores=4, samples=8, weight_bits=[4], neuron_bits=[8])

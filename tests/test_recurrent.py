@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import deploy
-from deploy import ir
-from deploy.errors import ModelError, TargetError
+from deploy.core import ir
+from deploy.core.errors import ModelError, TargetError
+from deploy.core.net import SpikingNet
 from deploy.io import native, nir_io
-from deploy.snn.net import SpikingNet
 
 T = 12
 

@@ -218,7 +218,7 @@ def test_failure_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_bad_input_is_a_deploy_error():
-    from deploy.errors import DeployError
+    from deploy.core.errors import DeployError
 
     with pytest.raises(DeployError):
         render_comparison([], None)

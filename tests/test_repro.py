@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from deploy import data
-from deploy.ann import ANN
-from deploy.ann import fit as fit_ann
-from deploy.repro import deterministic
-from deploy.snn.net import build
-from deploy.snn.train import fit
+from deploy.core import data
+from deploy.core.net import build
+from deploy.core.repro import deterministic
+from deploy.train.ann import ANN
+from deploy.train.ann import fit as fit_ann
+from deploy.train.finetune import finetune
+from deploy.train.snn import fit
 from hwmodels.imc import ImcTarget
-from hwmodels.imc.finetune import finetune
 
 MLP = {"input_shape": [64], "timesteps": 4, "encoding": "direct", "name": "mlp",
        "layers": [{"type": "linear", "out_features": 24}, {"type": "lif", "beta": 0.9},

@@ -1,10 +1,10 @@
 import numpy as np
 import torch
 
-from deploy import ir
-from deploy.snn.encoding import encode
-from deploy.snn.net import SpikingNet, build
-from deploy.snn.neurons import LIF
+from deploy.core import ir
+from deploy.core.encoding import encode
+from deploy.core.net import SpikingNet, build
+from deploy.core.neurons import LIF
 
 
 def test_lif_trace_matches_hand_computation():

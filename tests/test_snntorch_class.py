@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 import deploy
-from deploy import data, ir
-from deploy.errors import ModelError
+from deploy.core import data, ir
+from deploy.core.errors import ModelError
+from deploy.core.net import SpikingNet
+from deploy.core.neurons import LIF
 from deploy.io.loader import load_model
-from deploy.snn.net import SpikingNet
-from deploy.snn.neurons import LIF
 from hwmodels.base import simulate_float
 from quant.neurons import FixedPointLIF, NeuronFormat
 

@@ -12,9 +12,9 @@ import torch
 
 from deploy import userdata
 from deploy.cli import main
-from deploy.errors import DataError
+from deploy.core.errors import DataError
+from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.snn.net import SpikingNet, build
 
 N = 180  # digits test samples used by the round trips
 

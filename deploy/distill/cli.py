@@ -1,5 +1,5 @@
 """``deploy distill``: train a student SNN from a teacher checkpoint (a thin wrapper over
-:func:`deploy.distill.distill`). The output is a native SNN checkpoint, written atomically."""
+:func:`deploy.train.distill.distill`). The output is a native SNN checkpoint, written atomically."""
 
 from __future__ import annotations
 
@@ -20,14 +20,14 @@ from deploy.cli_options import (
     out_option,
     seed_option,
 )
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 DATA_CHOICES = ("digits", "mnist")
 
 
 def distill_cmd(
     teacher: Annotated[Path, typer.Argument(help="teacher: neurodeploy-ann checkpoint, native SNN or NIR")],
-    student: Annotated[Path, typer.Option("--student", help="student spec YAML (deploy.snn.net.build format)")],
+    student: Annotated[Path, typer.Option("--student", help="student spec YAML (deploy.core.net.build format)")],
     out: Annotated[Path, out_option("file", "output native SNN checkpoint")],
     method: Annotated[str, typer.Option(help="kd | hetero-kd | ta | hint")] = "kd",
     data: Annotated[str, typer.Option(help="digits | mnist")] = "digits",
@@ -60,10 +60,10 @@ def distill_cmd(
     """Distill TEACHER into the student spec and write a native SNN checkpoint.
 
     --dt, --encoding and --timesteps apply to an SNN teacher (the student's come from its spec)."""
-    from deploy import data as datasets
     from deploy.cli_options import check
-    from deploy.distill.distill import distill, load_student_spec, measure
+    from deploy.core import data as datasets
     from deploy.io import native
+    from deploy.train.distill.distill import distill, load_student_spec, measure
 
     check(dt, encoding, timesteps)
     if data not in DATA_CHOICES:
@@ -100,9 +100,9 @@ def distill_cmd(
 def _teacher(path: Path, dt: float | None, encoding: str | None, timesteps: int | None):
     """The teacher: an ANN or native SNN checkpoint, or any SNN model with the shared options applied."""
     from deploy.cli_options import load
-    from deploy.distill.teachers import Teacher, load_teacher
+    from deploy.core.net import SpikingNet
     from deploy.pipeline import is_nir_source
-    from deploy.snn.net import SpikingNet
+    from deploy.train.distill.teachers import Teacher, load_teacher
 
     given = (dt, encoding, timesteps) != (None, None, None)
     if not is_nir_source(path):

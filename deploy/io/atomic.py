@@ -1,7 +1,7 @@
 """Atomic outputs: write to a temporary name in the same folder, then rename.
 
 Output locations are checked before any work (:func:`check_output`); OS errors while
-writing become one-line :class:`~deploy.errors.DeployError` s; SIGINT / SIGTERM are
+writing become one-line :class:`~deploy.core.errors.DeployError` s; SIGINT / SIGTERM are
 held back while a temporary file or folder is created, committed or removed, so an
 interrupted run leaves neither a staging folder nor a partial output.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 #: the top-level names the toolchain's commands write into an output folder
 OUTPUT_NAMES = ("report.json", "report.md", "report.html", "*.png", "comparison.md", "search.json", "model.pt",

@@ -17,7 +17,7 @@ Sources, by what ``spec`` looks like:
   snnTorch-style loop over time included; see :mod:`deploy.io.torch_import`).
 - a ``Graph`` or a live ``nn.Module`` (Python API).
 
-Every failure is a :class:`~deploy.errors.ModelError` with a one-line message.
+Every failure is a :class:`~deploy.core.errors.ModelError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploy import ir
-from deploy.errors import ModelError
+from deploy.core import ir
+from deploy.core.errors import ModelError
 from deploy.io import native, nir_io, torch_import
 
 NATIVE_SUFFIXES = (".pt", ".pth")

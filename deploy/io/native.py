@@ -1,6 +1,6 @@
 """The native checkpoint: ``{"format", "version", "arch", "state_dict", "meta"}``.
 
-``arch`` is the JSON structure of :meth:`deploy.ir.Graph.to_dict`, ``state_dict``
+``arch`` is the JSON structure of :meth:`deploy.core.ir.Graph.to_dict`, ``state_dict``
 its tensors. Loaded with ``torch.load(weights_only=True)``: no code runs.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from deploy.errors import ModelError
+from deploy.core.errors import ModelError
+from deploy.core.ir import Graph
 from deploy.io.atomic import atomic_write
 from deploy.io.schema import validate_document
-from deploy.ir import Graph
 
 FORMAT = "neurodeploy-snn"
 #: torch's weights-only unpickler names a global from a module on its block list (os, posix, ...)

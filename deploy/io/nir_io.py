@@ -1,7 +1,7 @@
 """NIR (Neuromorphic Intermediate Representation) import and export.
 
 NIR neurons are continuous-time ODEs; the IR is discrete-time (see
-:mod:`deploy.ir`). We discretize with forward Euler and a step ``dt`` (default
+:mod:`deploy.core.ir`). We discretize with forward Euler and a step ``dt`` (default
 1, the IR's unit step), as snnTorch and Norse do::
 
     NIR LIF      tau dv/dt = (v_leak - v) + r I        IR:  beta = 1 - dt/tau
@@ -31,7 +31,7 @@ Multiple edges into a NIR node are summed (an IR ``Add`` node); export writes
 an ``Add`` as ``Scale(1)``. A feedback loop (e.g. a LIF whose spikes return to
 its input through an Affine, the NIR paper's Braille RNN) must pass through a
 neuron: the edge leaving the loop's last neuron becomes a recurrent input, read
-one step late (see :mod:`deploy.ir`); export writes it as a plain edge.
+one step late (see :mod:`deploy.core.ir`); export writes it as a plain edge.
 Graph metadata carries ``dt``, ``timesteps``, ``encoding`` and ``name``; node
 metadata carries ``precision``, ``weight_scale`` and conv ``has_bias``.
 
@@ -69,8 +69,8 @@ from typing import Any
 import nir
 import numpy as np
 
-from deploy import ir
-from deploy.errors import ModelError
+from deploy.core import ir
+from deploy.core.errors import ModelError
 from deploy.io.atomic import atomic_write
 
 PRODUCER = "neurodeploy"

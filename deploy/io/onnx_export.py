@@ -18,8 +18,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy import ir
-from deploy.errors import ModelError
+from deploy.core import ir
+from deploy.core.errors import ModelError
 from deploy.io.atomic import atomic_write
 
 OPSET = 17

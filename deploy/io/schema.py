@@ -2,10 +2,10 @@
 
 pydantic models of every layer type say which fields exist and of what type
 (integers stay integers: ``64.5`` or ``"eight"`` is refused, not truncated or
-parsed). :func:`validate_document` raises one :class:`~deploy.errors.ModelError`
+parsed). :func:`validate_document` raises one :class:`~deploy.core.errors.ModelError`
 line naming the field, e.g. ``arch.layers[2] (conv2d2).stride: must be >= 1``.
 Value ranges that depend on shapes (beta in [0, 1], matching tensor shapes) stay
-with :meth:`deploy.ir.Graph.validate`, which runs next.
+with :meth:`deploy.core.ir.Graph.validate`, which runs next.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deploy.errors import ModelError
-from deploy.ir import ENCODINGS, RESETS
+from deploy.core.errors import ModelError
+from deploy.core.ir import ENCODINGS, RESETS
 
 #: widest precision a stored quantity may declare (absent = float32)
 MAX_BITS = 32

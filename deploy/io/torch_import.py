@@ -3,7 +3,7 @@
 Layers: ``nn.Linear``, ``nn.Conv2d``, ``nn.AvgPool2d``, ``nn.MaxPool2d``,
 ``nn.Flatten``, ``nn.Identity``/``nn.Dropout`` (skipped: identity at
 inference), snnTorch ``Leaky`` and ``Synaptic``, this project's own
-``deploy.snn.neurons.LIF``/``LI``, and a whole ``SpikingNet``. ANN activations
+``deploy.core.neurons.LIF``/``LI``, and a whole ``SpikingNet``. ANN activations
 are rejected (convert the ANN first); anything else is an error naming the
 layer and its type.
 
@@ -45,11 +45,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy import ir
-from deploy.errors import ModelError
+from deploy.core import ir, neurons
+from deploy.core.errors import ModelError
 from deploy.io import torch_trace
 from deploy.io.nir_io import compact
-from deploy.snn import neurons
 
 ANN_LAYERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
               nn.Mish, nn.Sigmoid, nn.Tanh, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, nn.Softplus,
@@ -199,7 +198,7 @@ def convert(module: nn.Module, sample_input: torch.Tensor | tuple[int, ...] | No
     when the first layer is Linear. ``timesteps`` defaults to the repetitions of a
     traced loop over time, else 8. A ``SpikingNet`` keeps its own timesteps and encoding.
     """
-    from deploy.snn.net import SpikingNet
+    from deploy.core.net import SpikingNet
 
     if isinstance(module, SpikingNet):  # keeps its own timesteps and encoding
         return module.to_graph()

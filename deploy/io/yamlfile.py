@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 
 def read_yaml(path: Path, error: type[DeployError]) -> Any:

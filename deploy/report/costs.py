@@ -1,6 +1,6 @@
 """From a target's :class:`~hwmodels.base.Cost` to the report's memory columns and latency path.
 
-Memory has one definition (:func:`deploy.metrics.layer_memory`: weights at
+Memory has one definition (:func:`deploy.core.metrics.layer_memory`: weights at
 stored precision + neuron parameters + neuron state, bytes) applied to the
 model as the user gave it; every target reports, per layer, what it stores on
 top of that as named overheads, so that ``base + sum(overheads)`` is the
@@ -10,8 +10,8 @@ bit-true digital mapping) gets a ``requantization`` column for the difference.
 
 from __future__ import annotations
 
-from deploy import ir
-from deploy.metrics import layer_memory
+from deploy.core import ir
+from deploy.core.metrics import layer_memory
 from deploy.report.schema import LatencyPath
 from hwmodels.base import Cost
 

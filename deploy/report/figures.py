@@ -10,13 +10,16 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from deploy.report.render import spiking_layers, unit_scale
-from deploy.report.schema import Report
+from deploy.report.units import spiking_layers, unit_scale
+
+if TYPE_CHECKING:
+    from deploy.report.schema import Report
 
 #: decades a set of positive values must span before an axis turns logarithmic
 LOG_DECADES = 2.0

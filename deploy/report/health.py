@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from deploy import ir
-from deploy.metrics import Activity
+from deploy.core import ir
+from deploy.core.metrics import Activity
 from deploy.report.schema import HealthWarning, Report
 
 COLLAPSE_POINTS = 5.0

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 SCHEMA = "neurodeploy.report/1"
 

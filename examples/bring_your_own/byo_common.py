@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploy import data
+from deploy.core import data
 
 
 def digits() -> data.Split:

@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deploy import ir
-from deploy.errors import TargetError
-from deploy.metrics import Activity, layer_memory
+from deploy.core import ir
+from deploy.core.metrics import Activity, layer_memory
 from hwmodels.base import Cost, LayerCost, Target, simulate_float
 
 
@@ -48,12 +47,6 @@ class DigitalTarget(Target):
     description = "conventional digital SNN accelerator (SRAM weights, event-driven accumulate units)"
     supported_kinds = Target.supported_kinds | {"timescale"}
     bit_true = True
-
-    def __init__(self, spec=None, options: dict | None = None):
-        super().__init__(spec, options)
-        if self.options:
-            raise TargetError(f"unknown option '{sorted(self.options)[0]}' for target '{self.name}' "
-                              "(it takes no options; its constants go under 'constants:')")
 
     def simulate(self, mapping, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:
@@ -95,7 +88,7 @@ class DigitalTarget(Target):
                 lc.energy_j["weight_reads"] = la.synops_effective * bits * sram * 1e-12
                 ops = la.synops_effective
                 lc.resources = {"weight_bits": bits, "op_type": la.op_type}
-            elif node.kind in ("lif", "li"):
+            elif node.kind in ir.NEURON_KINDS:
                 bits = node.precision.get("membrane", 32)
                 add, mult = self._arith(bits)
                 updates = int(np.prod(shapes[node.name])) * activity.timesteps

@@ -3,19 +3,20 @@
 ``ImcTarget``: one 1-bit sense amplifier per column (Apolinario et al.; Saxena
 et al., DATE'22). ``ImcAdcTarget``: the high-precision baseline, an N-bit flash
 ADC (default 5) shared by M columns (default 8). Both share ``specs/imc.yaml``
-and the options of :mod:`hwmodels.imc.config`; ``hwmodels.imc.finetune``
+and the options of :mod:`hwmodels.imc.config`; ``deploy.train.finetune``
 retrains a model with the target's partial-sum quantization.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from deploy import ir
-from deploy.metrics import Activity
-from hwmodels.base import Cost, Target, Violation, simulate_module
+from deploy.core import ir
+from deploy.core.metrics import Activity, simulate_module
+from hwmodels.base import Cost, Target, Violation
 from hwmodels.imc.config import ImcConfig, parse_options
 from hwmodels.imc.cost import CostModel
 from hwmodels.imc.crossbar import CrossbarNet
@@ -37,11 +38,12 @@ class ImcTarget(Target):
     name = "imc"
     spec_name = "imc"
     description = "RRAM crossbar IMC, ADC-less: one 1-bit sense amplifier per column (65 nm, NeuroSim figures)"
-    supported_kinds = frozenset({"linear", "conv2d", "pool2d", "flatten", "add", "lif", "li", "timescale"})
+    supported_kinds = Target.supported_kinds | {"timescale"}
     adc = False
+    options_schema = None   # validated by hwmodels.imc.config.parse_options
     bit_true = True   # simulate() runs the crossbar's partial-sum conversions itself
 
-    def __init__(self, spec: Spec | None = None, options: dict[str, Any] | None = None):
+    def __init__(self, spec: Spec | None = None, options: Mapping[str, Any] | None = None):
         super().__init__(spec, options)
         self.spec.require(SPEC_KEYS)
         self.config: ImcConfig = parse_options(self.options, self.spec, self.adc)
@@ -75,12 +77,30 @@ class ImcTarget(Target):
                                      "simulated samples (MSE-optimal per column group, no labels)")
         return simulate_module(net, mapping.graph, x, batch_size, generator, progress)
 
+    def trainable(self, graph: ir.Graph, *, noise: bool = False, learn_steps: bool = True,
+                  learn_scales: bool = True) -> CrossbarNet:
+        """The differentiable forward for hardware-aware retraining (:mod:`hwmodels.imc.trainable`)."""
+        return CrossbarNet(self.map(graph), self.off_units, mode="train", noise=noise, learn_steps=learn_steps,
+                           learn_scales=learn_scales)
+
+    def training_stages(self, epochs: int, progressive: bool) -> list[tuple[int, int]]:
+        """[(conversion bits, epochs)] of a retraining run (:func:`hwmodels.imc.trainable.schedule`)."""
+        from hwmodels.imc.trainable import schedule
+
+        return schedule(self.config.adc_bits, epochs, progressive)
+
+    def export_trained(self, net: CrossbarNet) -> ir.Graph:
+        """The retrained network as a deployable Graph (:func:`hwmodels.imc.trainable.export`)."""
+        from hwmodels.imc.trainable import export
+
+        return export(net, self)
+
     def cost(self, mapping: ImcMapping, activity: Activity) -> Cost:
         return CostModel(mapping, self.spec).cost(activity)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d["options"] = {**self.config.to_dict(), **{"user": self.options}}
+        d["options"] = {**self.config.to_dict(), **{"user": dict(self.options)}}
         return d
 
 
@@ -92,11 +112,5 @@ class ImcAdcTarget(ImcTarget):
     adc = True
 
 
-def finetune(*args, **kwargs):
-    """See :func:`hwmodels.imc.finetune.finetune`."""
-    from hwmodels.imc.finetune import finetune as _finetune
 
-    return _finetune(*args, **kwargs)
-
-
-__all__ = ["ImcTarget", "ImcAdcTarget", "ImcMapping", "finetune"]
+__all__ = ["ImcTarget", "ImcAdcTarget", "ImcMapping"]

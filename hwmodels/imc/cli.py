@@ -19,14 +19,14 @@ from deploy.cli_options import (
     out_option,
     seed_option,
 )
-from deploy.errors import DataError, DeployError
+from deploy.core.errors import DataError, DeployError
 
 DATASETS = ("digits", "mnist", "events")
 
 
 def limit_split(split, train_samples: int | None, test_samples: int | None):
     """The first ``train_samples`` training and ``test_samples`` test samples of ``split``."""
-    from deploy.data import Split
+    from deploy.core.data import Split
 
     for opt, n in (("--train-samples", train_samples), ("--test-samples", test_samples)):
         if n is not None and n < 1:
@@ -77,15 +77,15 @@ def finetune_cmd(
     """Retrain MODEL with the IMC target's partial-sum quantization in the forward pass."""
     from rich.console import Console
 
-    from deploy import data as datasets
     from deploy import userdata
     from deploy.cli_options import check, load
+    from deploy.core import data as datasets
+    from deploy.core.net import SpikingNet
     from deploy.io import native
-    from deploy.snn.net import SpikingNet
-    from deploy.snn.train import evaluate
+    from deploy.train.finetune import finetune
+    from deploy.train.snn import evaluate
     from hwmodels import get_target
     from hwmodels.imc import ImcTarget
-    from hwmodels.imc.finetune import finetune
 
     check(dt, encoding, timesteps)
     if data not in DATASETS and not userdata.is_data_file(data):

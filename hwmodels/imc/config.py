@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deploy.errors import TargetError
+from deploy.core.errors import TargetError
 from hwmodels.spec import Spec
 
 SIGNED_MODES = ("differential", "offset")

@@ -22,7 +22,7 @@ Latency: consecutive reads of a layer are pipelined (fetch, convert, shift-add,
 LIF), so a layer's time per step is reads x the slowest stage plus the fill;
 layers are pipelined over timesteps: ``sum_l step_l + (T - 1) * max_l step_l``.
 
-Memory: the deployed graph's own (:func:`deploy.metrics.layer_memory`, weights
+Memory: the deployed graph's own (:func:`deploy.core.metrics.layer_memory`, weights
 at the crossbar's precision) plus, per synaptic layer, ``crossbar_cells`` (the
 cells used minus the weights and scales they hold) and ``unused_cells`` (the
 rest of the layer's arrays).
@@ -34,8 +34,8 @@ import math
 
 import numpy as np
 
-from deploy import ir
-from deploy.metrics import Activity, LayerActivity, array_bytes, layer_memory
+from deploy.core import ir
+from deploy.core.metrics import Activity, LayerActivity, array_bytes, layer_memory
 from hwmodels.base import Cost, LayerCost
 from hwmodels.imc.mapping import ImcMapping, LayerMap
 from hwmodels.spec import Spec
@@ -152,7 +152,7 @@ class CostModel:
                                 "weight_bits": lm.slicing.bits, "columns_per_output": lm.slicing.groups,
                                 "input_planes": lm.planes, "bound_by": bound,
                                 **{k: round(v, 3) for k, v in c.items()}}
-            elif node.kind in ("lif", "li"):
+            elif node.kind in ir.NEURON_KINDS:
                 lc.energy_j["lif"] = n_out * t_steps * s["lif_power_dynamic_w"] * s["lif_latency_s"]
                 lc.set_memory(mem[node.name].total)
                 lc.resources = {"neuron_updates": n_out * t_steps}

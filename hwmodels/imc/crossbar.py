@@ -39,13 +39,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy import ir
-from deploy.errors import TargetError
-from deploy.snn.net import SpikingNet
+from deploy.core import ir
+from deploy.core.errors import TargetError
+from deploy.core.net import SpikingNet
 from hwmodels.imc.config import ImcConfig
 from hwmodels.imc.mapping import ImcMapping, LayerMap, _fanout
 from hwmodels.imc.nonideal import add_read_noise, program
 from hwmodels.imc.slicing import slice_codes
+
+#: at most this many partial-sum values in one calibration pass (about 256 MB in float32)
+PSUM_BUDGET = 2 ** 26
 
 
 def _int8_conv_available() -> bool:
@@ -377,6 +380,7 @@ class CrossbarNet(SpikingNet):
     def __init__(self, mapping: ImcMapping, off_units: float, mode: str = "sim", noise: bool = False,
                  learn_steps: bool = False, learn_scales: bool = False):
         super().__init__(mapping.graph)
+        self.mapping = mapping
         gen = torch.Generator().manual_seed(int(mapping.config.seed))
         for node in self.graph.synapses():
             self.layers[node.name] = CrossbarSynapse(node, mapping.layers[node.name], mapping.config, off_units,
@@ -386,9 +390,17 @@ class CrossbarNet(SpikingNet):
     def synapses(self) -> list[CrossbarSynapse]:
         return [m for m in self.layers.values() if isinstance(m, CrossbarSynapse)]
 
-    def set_adc_bits(self, bits: int) -> None:
+    def set_resolution(self, bits: int) -> None:
+        """Convert partial sums at ``bits`` (a stage of a progressive retraining schedule)."""
         for m in self.synapses():
             m.adc_bits = int(bits)
+
+    def calibration_samples(self, wanted: int, budget: int = PSUM_BUDGET) -> int:
+        """How many samples calibrate the steps: ``wanted``, fewer when the largest layer's partial
+        sums (all columns, positions, timesteps and bit-planes) would exceed ``budget`` values."""
+        per_sample = max((lm.planes * self.graph.timesteps * lm.row_tiles * lm.columns * lm.positions
+                          for lm in self.mapping.layers.values()), default=1)
+        return max(1, min(wanted, budget // per_sample))
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor) -> dict[str, list[float]]:

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deploy import ir
-from deploy.budget import check_budget, estimate_bytes
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.budget import check_budget, estimate_bytes
+from deploy.core.errors import TargetError
 from hwmodels.base import Violation
 from hwmodels.imc.config import ImcConfig
 from hwmodels.imc.slicing import Slicing, slice_codes, weight_codes

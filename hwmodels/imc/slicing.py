@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from deploy import ir
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.errors import TargetError
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from deploy import ir
-from deploy.metrics import Activity, LayerActivity, dense_synops, effective_synops
+from deploy.core import ir
+from deploy.core.metrics import Activity, LayerActivity, dense_synops, effective_synops
 from hwmodels.loihi import reference
 from hwmodels.loihi.network import INPUT, LoihiNetwork
 from hwmodels.loihi.partition import Placement, conn_key

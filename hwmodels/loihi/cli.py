@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from deploy.cli_options import DtOpt, EncodingOpt, TimestepsOpt, out_option
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 
 def netx_cmd(
@@ -37,7 +37,7 @@ def netx_cmd(
         raise DeployError(f"--target must be loihi or loihi2, got {target!r}")
     graph = load(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)
     tgt = get_target(target, config)
-    tgt.options.update(netx=True, bias_exp=6)
+    tgt = tgt.with_options(netx=True, bias_exp=6)
     mapping = tgt.map(graph)
     netx.export(mapping.network, out)
     errors = ", ".join(f"{c.name} {c.error.get('weight', 0):.3f}" for c in mapping.network.connections)

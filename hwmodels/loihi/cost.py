@@ -15,7 +15,7 @@ path and the barrier (interpolated linearly in the number of tiles between
 the spec's 1-tile and 32-tile figures, extrapolated beyond). An inference
 takes ``timesteps + depth`` steps (the pipeline fills once).
 
-Memory: the model's own (:func:`deploy.metrics.layer_memory`) plus named
+Memory: the model's own (:func:`deploy.core.metrics.layer_memory`) plus named
 overheads: ``requantization`` (each synaptic layer's dense weights at the
 connection's weight bits, its scales folded into the threshold),
 ``synapse_format`` (the synaptic memory of nonzero synapses, convolutions
@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from deploy import ir
-from deploy.metrics import Activity, array_bytes, layer_memory
+from deploy.core import ir
+from deploy.core.metrics import Activity, array_bytes, layer_memory
 from hwmodels.base import Cost, LayerCost
 from hwmodels.loihi.network import INPUT, LoihiNetwork
 from hwmodels.loihi.partition import Placement, conn_key

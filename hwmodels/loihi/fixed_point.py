@@ -34,11 +34,12 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deploy import ir
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.errors import TargetError
 from hwmodels.loihi.lower import FloatConnection, Lowered
 from hwmodels.loihi.network import (
     INPUT,
@@ -50,6 +51,9 @@ from hwmodels.loihi.network import (
     weight_grid,
 )
 from hwmodels.spec import Spec
+
+if TYPE_CHECKING:
+    from hwmodels.loihi.options import LoihiOptions
 
 ACT_SHIFT = 6      # Lava left-shifts a_in and vth by 6 (PyLifModelBitAcc.act_shift / vth_shift)
 DECAY_UNITY = 4096  # 2**12, Lava's decay_unity
@@ -80,22 +84,18 @@ class Formats:
     strict_reset: bool = False      # refuse reset "subtract" instead of approximating it
 
     @classmethod
-    def from_spec(cls, spec: Spec, options: dict) -> Formats:
+    def from_spec(cls, spec: Spec, options: LoihiOptions) -> Formats:
+        """The spec's fixed-point limits with the target's (validated) options applied."""
         f = cls(**{k: int(spec[k]) for k in ("weight_bits", "weight_exp_min", "weight_exp_max", "decay_bits",
                                              "vth_bits", "bias_mant_bits", "bias_exp_max", "state_bits",
                                              "max_delay", "input_bits")})
-        for key in ("input_bits", "bias_exp"):
-            if key in options:
-                setattr(f, key, int(options[key]))
-        f.scale = None if options.get("scale") in (None, "auto") else float(options["scale"])
-        for key in ("saturate", "netx", "strict_reset"):
-            setattr(f, key, bool(options.get(key, False)))
-        if not 0 <= f.bias_exp <= f.bias_exp_max:
-            raise TargetError(f"option bias_exp must lie in 0..{f.bias_exp_max}, got {f.bias_exp}")
-        if not 1 <= f.input_bits <= 16:
-            raise TargetError(f"option input_bits must lie in 1..16, got {f.input_bits}")
-        if f.scale is not None and not f.scale > 0:
-            raise TargetError(f"option scale must be positive, got {f.scale}")
+        if options.input_bits is not None:
+            f.input_bits = options.input_bits
+        f.bias_exp = options.bias_exp
+        f.scale = None if options.scale in (None, "auto") else float(options.scale)
+        f.saturate, f.netx, f.strict_reset = options.saturate, options.netx, options.strict_reset
+        if f.bias_exp > f.bias_exp_max:
+            raise TargetError(f"option 'bias_exp' must lie in 0..{f.bias_exp_max}, got {f.bias_exp}")
         return f
 
     @property

@@ -8,7 +8,7 @@ identity shortcut of a residual block is a path with no node: an identity
 matrix). A path that is exactly one conv2d stays a convolution; any other
 path is folded into one dense matrix by probing it with unit inputs.
 A path read as a recurrent input (the previous step's spikes, see
-:mod:`deploy.ir`) is a dense connection marked ``recurrent``; Loihi runs a
+:mod:`deploy.core.ir`) is a dense connection marked ``recurrent``; Loihi runs a
 population's recurrent connection to itself (a Dense from its ``s_out`` back to
 its ``a_in``, whose own one-step delay is the IR's) and delayed input from an
 earlier population, not feedback from a later one. Floats only;
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deploy import ir
-from deploy.budget import check_budget, estimate_bytes
-from deploy.errors import TargetError
+from deploy.core import ir
+from deploy.core.budget import check_budget, estimate_bytes
+from deploy.core.errors import TargetError
 from hwmodels.loihi.network import INPUT
 
 CHAIN_KINDS = ("linear", "conv2d", "pool2d", "flatten")

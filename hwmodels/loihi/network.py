@@ -174,8 +174,8 @@ def encode_input(net: LoihiNetwork, x: Any, generator: Any = None) -> Any:
     """
     import torch
 
-    from deploy.errors import DataError
-    from deploy.snn.encoding import encode
+    from deploy.core.encoding import encode
+    from deploy.core.errors import DataError
 
     try:
         s = encode(x, net.timesteps, net.encoding, generator)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.errors import TargetError
+from deploy.core.errors import TargetError
 from deploy.io.atomic import atomic_write
 from hwmodels.loihi.network import (
     INPUT,

@@ -1,6 +1,7 @@
 """Loihi 1 and Loihi 2 targets: fixed-point mapping, core placement, simulation, cost.
 
-Options (constructor ``options`` or the ``options:`` section of ``--config``):
+Options (constructor ``options`` or the ``options:`` section of ``--config``), validated by
+:class:`hwmodels.loihi.options.LoihiOptions` into ``target.config``:
 
 - ``chips`` (int): chips the network may use (default: the spec's ``max_chips``);
 - ``saturate`` (bool): clip parameters that overflow their format, with a warning,
@@ -16,14 +17,15 @@ Options (constructor ``options`` or the ``options:`` section of ``--config``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from deploy import ir
-from deploy.errors import TargetError
-from deploy.metrics import Activity, merge
+from deploy.core import ir
+from deploy.core.errors import TargetError
+from deploy.core.metrics import Activity, merge
 from hwmodels.base import Cost, Target, Violation
 from hwmodels.loihi import cost as cost_model
 from hwmodels.loihi import reference
@@ -31,10 +33,8 @@ from hwmodels.loihi.activity import build_activity
 from hwmodels.loihi.fixed_point import Formats, convert
 from hwmodels.loihi.lower import SUPPORTED_KINDS, check_kinds, lower
 from hwmodels.loihi.network import LoihiNetwork, encode_input
+from hwmodels.loihi.options import LoihiOptions
 from hwmodels.loihi.partition import Limits, Placement, place
-
-OPTIONS = ("chips", "saturate", "scale", "bias_exp", "input_bits", "netx", "strict_reset", "backend")
-BACKENDS = ("reference", "lava")
 
 
 @dataclass
@@ -53,23 +53,16 @@ class Loihi1Target(Target):
     description = "Intel Loihi 1 via Lava (bit-accurate CUBA LIF, Dense/Conv synapses, 128 cores per chip)"
     supported_kinds = SUPPORTED_KINDS
     bit_true = True   # simulate() runs Loihi's own fixed-point arithmetic
+    options_schema = LoihiOptions
+    config: LoihiOptions
 
-    def __init__(self, spec=None, options: dict[str, Any] | None = None):
+    def __init__(self, spec=None, options: Mapping[str, Any] | None = None):
         super().__init__(spec, options)
-        unknown = sorted(set(self.options) - set(OPTIONS))
-        if unknown:
-            raise TargetError(f"unknown option '{unknown[0]}' for target '{self.name}' "
-                              f"(known: {', '.join(OPTIONS)})")
-        if self.options.get("backend", "reference") not in BACKENDS:
-            raise TargetError(f"option backend must be one of {', '.join(BACKENDS)}, "
-                              f"got {self.options['backend']!r}")
-        chips = self.options.get("chips", self.spec["max_chips"])
-        if not isinstance(chips, int) or chips < 1:
-            raise TargetError(f"option chips must be a positive integer, got {chips!r}")
+        self.formats()          # the options bounded by the spec (bias_exp) are checked now
 
     # -- helpers --------------------------------------------------------------------------
     def formats(self) -> Formats:
-        return Formats.from_spec(self.spec, self.options)
+        return Formats.from_spec(self.spec, self.config)
 
     def limits(self) -> Limits:
         s = self.spec
@@ -78,7 +71,7 @@ class Loihi1Target(Target):
                       compartments=int(s["compartments_per_core"]),
                       syn_bytes=int(s["synaptic_memory_bytes_per_core"]),
                       in_axons=int(s["input_axons_per_core"]), out_axons=int(s["output_axons_per_core"]),
-                      chips=int(self.options.get("chips", s["max_chips"])))
+                      chips=self.config.chips or int(s["max_chips"]))
 
     def _place(self, graph: ir.Graph) -> tuple[LoihiNetwork, Placement]:
         graph = graph.copy().validate()
@@ -108,7 +101,7 @@ class Loihi1Target(Target):
 
         if len(x) == 0:
             raise TargetError("no samples to simulate")
-        backend = self.options.get("backend", "reference")
+        backend = self.config.backend
         net, parts = mapping.network, []
         for i in tqdm(range(0, len(x), batch_size), desc=f"simulate {self.name}", disable=not progress,
                       leave=False):
@@ -134,7 +127,7 @@ class Loihi1Target(Target):
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["backend"] = self.options.get("backend", "reference")
+        out["backend"] = self.config.backend
         return out
 
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from deploy.data import Split, fit_to_model
-from deploy.repro import reproducible
+from deploy.core.data import Split, fit_to_model
+from deploy.core.repro import reproducible
 
 #: loss_fn(net, logits, y, out, x) -> scalar; default cross-entropy on the readout logits
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1,5 +1,5 @@
 """Built-in example architectures (``build()`` specs by name)."""
 
-from deploy.arch.dvsnet import ARCHITECTURES, dvsnet
+from deploy.train.arch.dvsnet import ARCHITECTURES, dvsnet
 
 __all__ = ["ARCHITECTURES", "dvsnet"]

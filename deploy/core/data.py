@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploy.errors import DataError
+from deploy.core.errors import DataError
 
 DATASETS = ("digits", "mnist", "events")
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ Methods:
   student layer onto a teacher layer's activations.
 
 Every method can add the spike-count regulariser (``spike_reg`` times the mean firing
-rate of the student's hidden spiking layers). Training is :func:`deploy.snn.train.fit`
+rate of the student's hidden spiking layers). Training is :func:`deploy.train.snn.fit`
 through its ``loss_fn`` hook; the loss's own parameters (adapter, temperatures) train
 alongside the student.
 """
@@ -29,28 +29,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy import ir
-from deploy.data import Split, fit_to_model
-from deploy.distill.losses import (
+from deploy.core import ir
+from deploy.core.data import Split, fit_to_model
+from deploy.core.errors import DataError, DeployError, ModelError
+from deploy.core.metrics import activity_from_record, merge
+from deploy.core.net import TIME_AWARE_KINDS, SpikingNet, build
+from deploy.io.yamlfile import read_yaml
+from deploy.train.distill.losses import (
     HeteroTemperature,
     HintLoss,
     check_temperature,
     kd_loss,
     spike_rate_loss,
 )
-from deploy.distill.teachers import Teacher, as_teacher, default_hint_layer
-from deploy.errors import DataError, DeployError, ModelError
-from deploy.io.yamlfile import read_yaml
-from deploy.metrics import activity_from_record, merge
-from deploy.snn.net import TIME_AWARE_KINDS, SpikingNet, build
-from deploy.snn.train import fit
+from deploy.train.distill.teachers import Teacher, as_teacher, default_hint_layer
+from deploy.train.snn import fit
 
 METHODS = ("kd", "hetero-kd", "ta", "hint")
 
 
 # -- specs ----------------------------------------------------------------------------
 def load_student_spec(spec: dict[str, Any] | str | Path) -> dict[str, Any]:
-    """A student spec from a dict or a YAML file (the compact format of ``deploy.snn.net.build``)."""
+    """A student spec from a dict or a YAML file (the compact format of ``deploy.core.net.build``)."""
     if isinstance(spec, dict):
         return copy.deepcopy(spec)
     path = Path(spec)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deploy.errors import DeployError
+from deploy.core.errors import DeployError
 
 _MAX_RATIO = 4.0  # learned temperatures stay within [T / 4, 4 T]
 

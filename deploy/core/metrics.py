@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deploy import ir
+from deploy.core import ir
 
 
 @dataclass
@@ -138,7 +138,7 @@ def memory_totals(graph: ir.Graph) -> dict[str, float]:
 def neurobench_footprint(graph: ir.Graph) -> float:
     """NeuroBench's own footprint: bytes of the parameters and buffers of the PyTorch module that
     runs ``graph`` (``numel * element_size``, float32 whatever the stored precision, no state)."""
-    from deploy.snn.net import SpikingNet
+    from deploy.core.net import SpikingNet
 
     net = SpikingNet(graph)
     return float(sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()]))
@@ -176,7 +176,7 @@ def effective_synops(node: ir.Node, inputs: torch.Tensor) -> float:
 def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
                          out: torch.Tensor | None = None) -> Activity:
     """Summarize a recorded run (``SpikingNet.run(..., record=True)``) per layer and sample."""
-    from deploy.snn.net import logits as readout
+    from deploy.core.net import logits as readout
 
     shapes = graph.shapes()
     t_steps, batch = values["input"].shape[:2]
@@ -184,7 +184,7 @@ def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
     for node in graph.nodes:
         la = LayerActivity(node.name, node.kind)
         y = values.get(node.name)
-        if node.kind in ("lif", "li") and y is not None:
+        if node.kind in ir.NEURON_KINDS and y is not None:
             la.neurons = int(np.prod(shapes[node.name]))
             if node.kind == "lif":
                 la.spikes = float(y.detach().sum()) / batch
@@ -239,7 +239,7 @@ def assumed_activity(graph: ir.Graph, rate: float) -> Activity:
     layers = {}
     for node in graph.nodes:
         la = LayerActivity(node.name, node.kind)
-        if node.kind in ("lif", "li"):
+        if node.kind in ir.NEURON_KINDS:
             la.neurons = int(np.prod(shapes[node.name]))
             if node.kind == "lif":
                 la.spike_rate = rate
@@ -266,3 +266,25 @@ def _fed_by_input(graph: ir.Graph, node: ir.Node) -> bool:
             return False
         src = prev.inputs[0]
     return True
+
+
+def simulate_module(net: torch.nn.Module, graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
+                    generator: torch.Generator | None = None, progress: bool = False) -> Activity:
+    """Run a SpikingNet-like module (``run(x, record=True)``) over ``x`` in batches."""
+    from tqdm.auto import tqdm
+
+    from deploy.core.errors import TargetError
+
+    parts = []
+    batches = range(0, len(x), batch_size)
+    with torch.no_grad():
+        for i in tqdm(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
+            out, values = net.run(x[i:i + batch_size], record=True, generator=generator)
+            parts.append(activity_from_record(graph, values, out))
+            extra = getattr(net, "pop_counters", None)
+            if extra is not None:
+                for name, counters in extra().items():
+                    parts[-1].layers[name].extra.update(counters)
+    if not parts:
+        raise TargetError("no samples to simulate")
+    return merge(parts)

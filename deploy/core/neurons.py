@@ -2,7 +2,7 @@
 
 Inputs and outputs are time-major, shaped ``(T, B, *features)``; the loop over
 time lives here, everything else in the network is applied to all timesteps at
-once. The dynamics are those of :mod:`deploy.ir`: reset right after the spike,
+once. The dynamics are those of :mod:`deploy.core.ir`: reset right after the spike,
 or with ``reset_delay`` snnTorch's delayed, undecayed subtraction.
 """
 

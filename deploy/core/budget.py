@@ -23,8 +23,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy import ir
-from deploy.errors import DeployError
+from deploy.core import ir
+from deploy.core.errors import DeployError
 
 #: share of the machine's RAM a run may use unless --max-memory says otherwise
 DEFAULT_FRACTION = 0.5

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deploy.errors import ModelError
+from deploy.core.errors import ModelError
 
 ENCODINGS = ("direct", "rate", "latency", "events")
 RESETS = ("subtract", "zero")
@@ -281,27 +281,55 @@ class LI(Node):
             raise ModelError(f"layer '{self.name}': beta must lie in [0, 1]")
 
 
-NODE_TYPES: dict[str, type[Node]] = {c.kind: c for c in (Linear, Conv2d, Pool2d, Flatten, Add, LIF, LI)}
+@dataclass
+class TimeScale(Node):
+    """Per-timestep, per-channel affine map (BatchNorm through time folded): ``scale`` and
+    ``shift`` are (T, C) and ``y[t] = x[t] * scale[t, c] + shift[t, c]``."""
+
+    kind: ClassVar[str] = "timescale"
+    scale: np.ndarray = None  # type: ignore[assignment]
+    shift: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        if self.scale is None:
+            raise ValueError("timescale needs a (T, C) scale array")
+        self.scale = np.asarray(self.scale, dtype=np.float32)
+        self.shift = (np.zeros_like(self.scale) if self.shift is None
+                      else np.asarray(self.shift, dtype=np.float32))
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.scale.shape[0])
+
+    def validate(self, in_shapes):
+        super().validate(in_shapes)
+        if self.scale.ndim != 2 or self.shift.shape != self.scale.shape:
+            raise ModelError(f"layer '{self.name}': scale and shift must both be (T, C), got "
+                             f"{self.scale.shape} and {self.shift.shape}")
+        if self.scale.shape[1] != in_shapes[0][0]:
+            raise ModelError(f"layer '{self.name}': {self.scale.shape[1]} channels, input has "
+                             f"{in_shapes[0][0]} (shape {in_shapes[0]})")
+
+
+def timescale_node(name: str, inputs: list[str], channels: int, timesteps: int) -> TimeScale:
+    """An identity timescale node (scale 1, shift 0)."""
+    return TimeScale(name, inputs, scale=np.ones((timesteps, channels), np.float32),
+                     shift=np.zeros((timesteps, channels), np.float32))
+
+
+NODE_TYPES: dict[str, type[Node]] = {c.kind: c for c in (Linear, Conv2d, Pool2d, Flatten, Add, LIF, LI, TimeScale)}
 SYNAPSE_KINDS = ("linear", "conv2d")
 NEURON_KINDS = ("lif", "li")
 
 
 def register_node(cls: type[Node]) -> type[Node]:
-    """Add a node type to the IR (used by extensions such as per-timestep scaling)."""
+    """Add a node type to the IR (for node kinds defined outside this module)."""
     NODE_TYPES[cls.kind] = cls
     return cls
 
 
-#: node kinds defined by extension modules, imported on first use when a graph is loaded
-NODE_PLUGINS: dict[str, str] = {"timescale": "deploy.bntt"}
-
-
 def node_type(kind: str) -> type[Node] | None:
-    """The node class of ``kind``, importing its extension module if needed."""
-    if kind not in NODE_TYPES and kind in NODE_PLUGINS:
-        import importlib
-
-        importlib.import_module(NODE_PLUGINS[kind])
+    """The node class of ``kind`` (None when no node type has that kind)."""
     return NODE_TYPES.get(kind)
 
 
@@ -419,8 +447,8 @@ class Graph:
     # -- memory at the stored precision -----------------------------------------
     def memory_bytes(self) -> dict[str, float]:
         """Parameter bytes per node at their precision (sub-byte included), without neuron state;
-        the parameter part of :func:`deploy.metrics.layer_memory`, the one memory definition."""
-        from deploy.metrics import layer_memory
+        the parameter part of :func:`deploy.core.metrics.layer_memory`, the one memory definition."""
+        from deploy.core.metrics import layer_memory
 
         return {name: m.params for name, m in layer_memory(self).items()}
 

@@ -1,11 +1,11 @@
-"""A spiking network module built from (and written back to) a :class:`deploy.ir.Graph`.
+"""A spiking network module built from (and written back to) a :class:`deploy.core.ir.Graph`.
 
 Execution is layer-major: each node maps a time-major tensor ``(T, B, ...)`` to
 the next, so stateless layers (linear, conv, pooling) run once on all
 timesteps and only the neurons loop over time. Targets swap modules (e.g. a
 crossbar model in place of ``nn.Linear``) and reuse the same forward.
 
-Recurrent inputs (see :mod:`deploy.ir`) deliver the previous step's output. The
+Recurrent inputs (see :mod:`deploy.core.ir`) deliver the previous step's output. The
 nodes from the first reader of a fed-back output to its source run step by
 step: synapses on one step, time-aware modules (neurons) on the inputs so far,
 keeping the last step, so their dynamics stay those of their own ``forward``
@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy import ir
-from deploy.snn.encoding import encode
-from deploy.snn.neurons import LI, LIF
+from deploy.core import ir
+from deploy.core.encoding import encode
+from deploy.core.neurons import LI, LIF
+from deploy.core.timescale import TimeScaleModule
 
 
 class SumPool2d(nn.AvgPool2d):
@@ -75,6 +76,8 @@ def module_for(node: ir.Node) -> nn.Module:
         return LIF(node.beta, node.threshold, node.reset, node.alpha, reset_delay=node.reset_delay)
     if isinstance(node, ir.LI):
         return LI(node.beta)
+    if isinstance(node, ir.TimeScale):
+        return TimeScaleModule(node)
     builder = EXTRA_MODULES.get(node.kind)
     if builder is None:
         raise ir.ModelError(f"layer '{node.name}': no simulator for layer type '{node.kind}'")
@@ -86,7 +89,7 @@ EXTRA_MODULES: dict[str, Any] = {}
 #: kind -> function(node, module) -> None, writing trained values back into the node.
 EXTRA_WRITEBACK: dict[str, Any] = {}
 #: kinds whose module runs on the whole (T, B, ...) tensor rather than per timestep.
-TIME_AWARE_KINDS: set[str] = {"lif", "li"}
+TIME_AWARE_KINDS: set[str] = {*ir.NEURON_KINDS, ir.TimeScale.kind}
 
 
 class SpikingNet(nn.Module):
@@ -186,6 +189,9 @@ class SpikingNet(nn.Module):
                 node.alpha = _neuron_value(m.alpha)
             elif isinstance(node, ir.LI):
                 node.beta = _neuron_value(m.beta)
+            elif isinstance(node, ir.TimeScale):          # the simulator or a trainer (BNTT): folded()
+                scale, shift = m.folded()
+                node.scale, node.shift = _np(scale), _np(shift)
             elif node.kind in EXTRA_WRITEBACK:
                 EXTRA_WRITEBACK[node.kind](node, m)
         return g.validate()

@@ -2,24 +2,29 @@
 
 ``{"format": "neurodeploy-ann", "version": 1, "arch": [layer dicts], "input_shape", "state_dict", "meta"}``
 is read with ``torch.load(weights_only=True)``: no code runs. ``input_shape`` (top level,
-also copied to ``meta``) is the per-sample input shape. The distillation teachers
-(:mod:`deploy.distill.teachers`) write the same format with named layers; :func:`load`
-reads both. Layer dicts (``type`` plus the constructor
-arguments)::
+also copied to ``meta``) is the per-sample input shape. This module is the one reader and
+writer of the format, and its :class:`ANN` is the network conversion
+(:mod:`deploy.train.convert`) reads and distillation (:mod:`deploy.train.distill`) teaches with.
+Layer dicts (``type`` plus the constructor arguments, optionally a ``name``)::
 
     {"type": "conv2d", "in_channels": 1, "out_channels": 16, "kernel_size": 3, "padding": 1}
     {"type": "linear", "in_features": 64, "out_features": 10}
     {"type": "batchnorm2d", "num_features": 16}        # also batchnorm1d
     {"type": "relu"} {"type": "clip", "bound": 4.0}    # clip: trainable ReLU ceiling (TCL)
     {"type": "avgpool2d", "kernel_size": 2} {"type": "maxpool2d", "kernel_size": 2}
+    {"type": "pool2d", "mode": "max", "kernel_size": 2}   # mode max | avg
     {"type": "flatten"} {"type": "dropout", "p": 0.1} {"type": "sigmoid"} {"type": "tanh"}
     {"type": "residual", "body": [...], "shortcut": [...], "act": {"type": "relu"}}
 
 A residual block computes ``act(body(x) + shortcut(x))``; an empty shortcut is the identity.
+:func:`build` fills in a layer's input size (``in_channels``, ``in_features``) from the shape
+the layers before it produce, so a spec may give only the output sizes.
 """
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from deploy.errors import ModelError
-from deploy.repro import reproducible
+from deploy.core.data import Split, fit_to_model
+from deploy.core.errors import ModelError
+from deploy.core.repro import reproducible
+from deploy.io.atomic import atomic_write
+from deploy.io.native import FORMAT as SNN_FORMAT
+from deploy.io.native import read_checkpoint
 
 FORMAT = "neurodeploy-ann"
 VERSION = 1
@@ -68,11 +77,32 @@ class Residual(nn.Module):
 
 
 class ANN(nn.Sequential):
-    """An ``nn.Sequential`` that remembers its per-sample input shape and its arch."""
+    """An ``nn.Sequential`` (children optionally named) that knows its per-sample input shape."""
 
-    def __init__(self, layers: list[nn.Module], input_shape: tuple[int, ...]):
-        super().__init__(*layers)
+    kind = "ann"
+    encoding = "direct"
+
+    def __init__(self, layers: list[nn.Module] | dict[str, nn.Module], input_shape: tuple[int, ...],
+                 name: str = "ann"):
+        if isinstance(layers, dict):
+            super().__init__(OrderedDict(layers))
+        else:
+            super().__init__(*layers)
         self.input_shape = tuple(int(s) for s in input_shape)
+        self.name = name
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(logits, {layer name: activation (B, ...)})."""
+        feats = {}
+        for name, layer in self.named_children():
+            x = layer(x)
+            feats[name] = x
+        return x, feats
+
+    def hint_layer(self) -> str:
+        """The last activation (ReLU or clip) before the classifier; the last layer if there is none."""
+        names = [n for n, m in self.named_children() if isinstance(m, (nn.ReLU, Clip))]
+        return names[-1] if names else list(self._modules)[-1]
 
 
 _SIMPLE: dict[str, type[nn.Module]] = {
@@ -96,6 +126,11 @@ def build_layer(spec: dict[str, Any], where: str = "layer") -> nn.Module:
         raise ModelError(f"{where}: layer entry has no 'type'")
     spec = dict(spec)
     kind = str(spec.pop("type"))
+    if kind == "pool2d":
+        mode = spec.pop("mode", "max")
+        if mode not in ("max", "avg"):
+            raise ModelError(f"{where}: pool2d mode must be max or avg, got {mode!r}")
+        kind = f"{mode}pool2d"
     if kind == "residual":
         body = nn.Sequential(*build_layers(spec.get("body", []), f"{where}.body"))
         shortcut = nn.Sequential(*build_layers(spec.get("shortcut", []), f"{where}.shortcut"))
@@ -103,7 +138,7 @@ def build_layer(spec: dict[str, Any], where: str = "layer") -> nn.Module:
         return Residual(body, shortcut, act)
     cls = _SIMPLE.get(kind)
     if cls is None:
-        raise ModelError(f"{where}: unknown layer type {kind!r} (known: {', '.join(sorted([*_SIMPLE, 'residual']))})")
+        raise ModelError(f"{where}: unknown layer type {kind!r} (known: {', '.join(sorted([*_SIMPLE, 'pool2d', 'residual']))})")
     if "bias" in spec and cls in (nn.Linear, nn.Conv2d):
         spec["bias"] = bool(spec["bias"])
     try:
@@ -118,9 +153,45 @@ def build_layers(specs: list[dict[str, Any]], where: str = "arch") -> list[nn.Mo
     return [build_layer(s, f"{where}[{i}]") for i, s in enumerate(specs)]
 
 
-def build(arch: list[dict[str, Any]], input_shape: tuple[int, ...]) -> ANN:
-    """An untrained :class:`ANN` from an arch list."""
-    return ANN(build_layers(arch), input_shape)
+def build(arch: list[dict[str, Any]], input_shape: tuple[int, ...], name: str = "ann") -> ANN:
+    """An untrained :class:`ANN` from an arch list; missing input sizes are inferred (see above)."""
+    if not isinstance(arch, list):
+        raise ModelError("arch: expected a list of layer dicts")
+    shape = tuple(int(s) for s in input_shape)
+    layers: dict[str, nn.Module] = {}
+    for i, spec in enumerate(arch):
+        if not isinstance(spec, dict):
+            raise ModelError(f"arch[{i}]: expected a layer dict, got {type(spec).__name__}")
+        spec = dict(spec)
+        lname = str(spec.pop("name", i))
+        where = f"ANN layer '{lname}'"
+        if spec.get("type") == "conv2d" and "in_channels" not in spec:
+            if len(shape) != 3:
+                raise ModelError(f"{where}: conv2d needs a (C, H, W) input, got {shape}")
+            spec["in_channels"] = shape[0]
+        if spec.get("type") == "linear":
+            spec.setdefault("in_features", math.prod(shape))
+        layers[lname] = m = build_layer(spec, where)
+        try:
+            with torch.no_grad():
+                shape = tuple(m.eval()(torch.zeros(1, *shape)).shape[1:])
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"{where}: does not fit its input of shape {shape} "
+                             f"({str(exc).splitlines()[0][:120]})") from None
+        if any(n < 1 for n in shape):
+            raise ModelError(f"{where}: output shape {shape} is empty")
+    return ANN(layers, input_shape, name).train()
+
+
+def from_spec(spec: dict[str, Any], seed: int = 0) -> ANN:
+    """An untrained ANN from ``{"input_shape": [...], "layers": [...], "name": ...}``, seeded.
+
+    Unnamed layers are called ``<type><index>`` (``conv2d0``, ``relu1``, ...); dropout defaults to p = 0.2.
+    """
+    torch.manual_seed(seed)
+    layers = [{"name": f"{d.get('type')}{i}", **({"p": 0.2} if d.get("type") == "dropout" else {}), **d}
+              if isinstance(d, dict) else d for i, d in enumerate(spec["layers"])]
+    return build(layers, tuple(spec["input_shape"]), spec.get("name", "ann"))
 
 
 def layer_spec(m: nn.Module, where: str = "layer") -> dict[str, Any]:
@@ -144,55 +215,50 @@ def layer_spec(m: nn.Module, where: str = "layer") -> dict[str, Any]:
 
 
 def arch_of(model: nn.Module) -> list[dict[str, Any]]:
-    """Arch list of an ``nn.Sequential`` (or :class:`ANN`) of supported layers."""
+    """Arch list of an ``nn.Sequential`` (or :class:`ANN`) of supported layers; children with
+    names other than their index keep them."""
     if not isinstance(model, nn.Sequential):
         raise ModelError(f"the {FORMAT} format stores nn.Sequential models, got {type(model).__name__}")
-    return [layer_spec(m, f"layer '{name}'") for name, m in model.named_children()]
+    out = []
+    for i, (name, m) in enumerate(model.named_children()):
+        spec = layer_spec(m, f"layer '{name}'")
+        out.append(spec if name == str(i) else {"name": name, **spec})
+    return out
 
 
 def save(model: nn.Module, path: str | Path, input_shape: tuple[int, ...] | None = None,
          meta: dict[str, Any] | None = None) -> Path:
     """Write ``model`` as a native ANN checkpoint (atomically)."""
-    from deploy.io.atomic import atomic_write
-
     shape = input_shape or getattr(model, "input_shape", None)
     if shape is None:
         raise ModelError("input_shape is required to save an ANN")
-    doc = {"format": FORMAT, "version": VERSION, "arch": arch_of(model),
+    doc = {"format": FORMAT, "version": VERSION, "arch": arch_of(model), "name": getattr(model, "name", "ann"),
            "input_shape": [int(s) for s in shape],
            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
            "meta": {**(meta or {}), "input_shape": [int(s) for s in shape]}}
     return atomic_write(path, lambda p: torch.save(doc, p))
 
 
-def _is_teacher_doc(arch: Any) -> bool:
-    """Documents written by :mod:`deploy.distill.teachers` name every layer."""
-    return isinstance(arch, list) and any(isinstance(d, dict) and "name" in d for d in arch)
-
-
-def from_document(doc: Any, origin: str = "model") -> nn.Module:
-    """Build the ANN of a loaded checkpoint document, validating it.
-
-    Documents of the distillation teachers (named layers, ``pool2d`` with a mode)
-    are read by :func:`deploy.distill.teachers.ann_from_document`.
-    """
+def from_document(doc: Any, origin: str = "model") -> ANN:
+    """Build the ANN of a loaded checkpoint document, validating it."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise ModelError(f"{origin}: not a {FORMAT} checkpoint (found {found!r})")
     if doc.get("version") != VERSION:
         raise ModelError(f"{origin}: {FORMAT} version {doc.get('version')!r} is not supported (reads {VERSION})")
-    arch, meta = doc.get("arch"), dict(doc.get("meta") or {})
-    if _is_teacher_doc(arch):
-        from deploy.distill.teachers import ann_from_document
-
-        return ann_from_document(doc, origin)
+    meta = dict(doc.get("meta") or {})
     meta.setdefault("input_shape", doc.get("input_shape"))
     if meta.get("input_shape") is None:
         raise ModelError(f"{origin}: checkpoint has no 'input_shape'")
-    model = build(arch, tuple(meta["input_shape"]))
     state = doc.get("state_dict")
     if not isinstance(state, dict):
         raise ModelError(f"{origin}: checkpoint has no state_dict")
+    if state and all(k.startswith("layers.") for k in state):   # written by an earlier teacher class
+        state = {k.removeprefix("layers."): v for k, v in state.items()}
+    try:
+        model = build(doc.get("arch"), tuple(meta["input_shape"]), str(doc.get("name", "ann")))
+    except (TypeError, KeyError) as exc:
+        raise ModelError(f"{origin}: malformed ANN layer ({exc})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -204,9 +270,6 @@ def from_document(doc: Any, origin: str = "model") -> nn.Module:
 def load(path: str | Path, trust_pickle: bool = False) -> nn.Module:
     """Load an ANN: a native checkpoint (``weights_only=True``, no code runs), or with
     ``trust_pickle`` a pickled ``nn.Module`` (unpickling runs code from the file)."""
-    from deploy.io.native import FORMAT as SNN_FORMAT
-    from deploy.io.native import read_checkpoint
-
     path = Path(path)
     if trust_pickle:
         if not path.is_file():
@@ -223,7 +286,7 @@ def load(path: str | Path, trust_pickle: bool = False) -> nn.Module:
         raise ModelError(f"{path}: is already a spiking network ({SNN_FORMAT}); convert takes an ANN")
     if isinstance(doc, dict) and "format" not in doc and doc and all(isinstance(v, torch.Tensor) for v in doc.values()):
         raise ModelError(f"{path}: a bare state_dict has no architecture; save the model with "
-                         "deploy.ann.save or pass a pickled nn.Module with --trust-pickle")
+                         "deploy.train.ann.save or pass a pickled nn.Module with --trust-pickle")
     return from_document(doc, str(path))
 
 
@@ -246,14 +309,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def _fit(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     shape = getattr(model, "input_shape", None)
-    return x if shape is None else x.reshape(len(x), *shape)
+    return x if shape is None else fit_to_model(x, shape)
 
 
 @reproducible
-def fit(model: nn.Module, split, epochs: int = 20, lr: float = 2e-3, batch_size: int = 64,
+def fit(model: nn.Module, split: Split, epochs: int = 20, lr: float = 2e-3, batch_size: int = 64,
         clip_decay: float = 5e-4, weight_decay: float = 0.0, seed: int = 0,
         progress: bool = False) -> list[dict[str, float]]:
-    """Train an ANN with Adam and a cosine schedule (cross-entropy + TCL clip penalty)."""
+    """Train an ANN with Adam and a cosine schedule (cross-entropy + TCL clip penalty); the model
+    ends in eval mode. Returns one record per epoch (loss, test accuracy)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     x, y = _fit(model, split.x_train), split.y_train

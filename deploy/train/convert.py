@@ -9,7 +9,7 @@ use ``g = 1`` (threshold = lambda); after a residual add with an identity shortc
 
 ``lambda_l`` comes from data (``method="threshold-balance"``: the maximum or a percentile
 of the non-zero ReLU outputs on calibration samples, Rueckauer et al. 2017) or from a
-trained clip bound (``method="clip"``: :class:`deploy.ann.Clip`, TCL, Ho & Chang 2021).
+trained clip bound (``method="clip"``: :class:`deploy.train.ann.Clip`, TCL, Ho & Chang 2021).
 BatchNorm folds into the preceding linear/conv. An optional bias shift of ``theta/(2T)``
 per step stands in for an initial membrane of ``theta/2`` (it centres the rate-quantization
 error). The output layer is an ``li`` readout with ``beta = 0``: its mean over time is
@@ -18,8 +18,6 @@ error). The output layer is an ``li`` readout with ``beta = 0``: its mean over t
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,19 +25,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploy import ir
-from deploy.ann import Clip, Residual
-from deploy.data import Split, fit_to_model
-from deploy.data import load as load_data
-from deploy.errors import DataError, DeployError, ModelError
+from deploy.core import ir
+from deploy.core.data import Split, fit_to_model
+from deploy.core.data import load as load_data
+from deploy.core.errors import DataError, DeployError, ModelError
+from deploy.train.ann import Clip, Residual
 
 METHODS = ("threshold-balance", "clip")
 _SKIP = (nn.Dropout, nn.Identity)
 _ACTS = (nn.ReLU, Clip)
 _HINTS = {
     nn.MaxPool2d: "max-pooling has no rate-coded IF equivalent; use AvgPool2d",
-    nn.Sigmoid: "only ReLU (or deploy.ann.Clip) activations become IF neurons",
-    nn.Tanh: "only ReLU (or deploy.ann.Clip) activations become IF neurons",
+    nn.Sigmoid: "only ReLU (or deploy.train.ann.Clip) activations become IF neurons",
+    nn.Tanh: "only ReLU (or deploy.train.ann.Clip) activations become IF neurons",
 }
 
 
@@ -63,7 +61,7 @@ def _children(m: nn.Module) -> list[tuple[str, nn.Module]] | None:
     if isinstance(m, nn.Sequential):
         return list(m.named_children())
     layers = getattr(m, "layers", None)
-    if isinstance(layers, nn.ModuleDict) and type(m).__name__ == "ANN":   # deploy.distill.teachers.ANN
+    if isinstance(layers, nn.ModuleDict) and type(m).__name__ == "ANN":   # deploy.train.distill.teachers.ANN
         return [(f"layers.{k}", v) for k, v in layers.items()]
     return None
 
@@ -72,7 +70,7 @@ def _parse(m: nn.Module, prefix: str) -> list:
     kids = _children(m)
     if kids is None:
         raise ModelError(f"layer '{prefix or type(m).__name__}' ({type(m).__name__}): convert reads "
-                         "nn.Sequential containers, deploy.ann.Residual blocks and plain layers")
+                         "nn.Sequential containers, deploy.train.ann.Residual blocks and plain layers")
     items: list = []
     for name, c in kids:
         path = f"{prefix}.{name}" if prefix else name
@@ -92,7 +90,7 @@ def _parse(m: nn.Module, prefix: str) -> list:
         else:
             hint = next((h for cls, h in _HINTS.items() if isinstance(c, cls)),
                         "supported: Linear, Conv2d, ReLU, AvgPool2d, BatchNorm1d/2d, Flatten, "
-                        "deploy.ann.Clip and deploy.ann.Residual")
+                        "deploy.train.ann.Clip and deploy.train.ann.Residual")
             raise ModelError(f"layer '{path}' ({type(c).__name__}) cannot be converted to an SNN: {hint}")
     return items
 
@@ -361,11 +359,11 @@ def convert(ann: nn.Module, method: str = "threshold-balance", timesteps: int = 
             percentile: float = 99.9, input_shape: tuple[int, ...] | None = None, samples: int | None = 2000,
             shift: bool = True, readout: str = "li", name: str | None = None, seed: int = 0,
             batch_size: int = 256) -> ir.Graph:
-    """Convert a ReLU ANN into an IF SNN :class:`~deploy.ir.Graph` (direct encoding).
+    """Convert a ReLU ANN into an IF SNN :class:`~deploy.core.ir.Graph` (direct encoding).
 
     ``data``: calibration inputs for ``method="threshold-balance"`` (dataset name, Split,
     tensor or (x, y)); ``percentile=100`` uses the maximum activation. ``method="clip"``
-    takes every threshold from a trained :class:`deploy.ann.Clip` bound (no data needed).
+    takes every threshold from a trained :class:`deploy.train.ann.Clip` bound (no data needed).
     ``readout``: "li" (mean output current, the default) or "if" (spike counts).
     """
     if method not in METHODS:
@@ -407,7 +405,7 @@ def convert(ann: nn.Module, method: str = "threshold-balance", timesteps: int = 
         for a in acts:
             if not isinstance(a.module, Clip):
                 raise ModelError(f"layer '{a.name}' ({type(a.module).__name__}): method 'clip' needs every "
-                                 "activation to be a trained deploy.ann.Clip; use method 'threshold-balance'")
+                                 "activation to be a trained deploy.train.ann.Clip; use method 'threshold-balance'")
             scales[a.name] = float(a.module.bound.detach().abs())
     else:
         scales = {a.name: calib.scale(a.name) for a in acts}
@@ -435,14 +433,5 @@ def _check_forward(ann: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
                          f"{str(exc).splitlines()[0][:160]}") from None
     if ref.shape != y.shape or not torch.allclose(ref, y, rtol=1e-4, atol=1e-4):
         raise ModelError("the ANN's forward differs from its layers run in order (custom forward?); "
-                         "convert reads nn.Sequential models and deploy.ann.Residual blocks")
+                         "convert reads nn.Sequential models and deploy.train.ann.Residual blocks")
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``deploy.convert(...)`` work after ``import deploy.convert`` replaced the lazy attribute."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ir.Graph:
-        return convert(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -6,7 +6,7 @@ convolutions of 32 channels (padding 1), a 2x2 max-pool after convolutions 3,
 5, 7, 9 and 11 (64 -> 2 pixels), and a 128 -> 11 classifier. The original gates
 each block with ``(1 - x1) * x``; here the blocks are plain feed-forward, so every
 layer stays in the IR and max-pooled spikes stay binary. ``build(dvsnet())``
-gives an untrained :class:`deploy.snn.net.SpikingNet`.
+gives an untrained :class:`deploy.core.net.SpikingNet`.
 """
 
 from __future__ import annotations
