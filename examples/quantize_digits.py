@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from deploy import data
+from deploy.cli.quantize import print_summary
 from deploy.io import native
 from deploy.snn.net import build
 from deploy.snn.train import evaluate, fit
 from quant import search
-from quant.cli import print_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_SPEC = {"input_shape": [784], "timesteps": 8, "encoding": "direct", "name": "mnist_snn",

@@ -23,6 +23,7 @@ ANN = str(ROOT / "examples" / "models" / "digits_ann.pt")
 BASE = {
     "compile": [MODEL, "-o", "rep"],
     "inspect": [MODEL],
+    "check": [MODEL],
     "export": [MODEL, "-f", "nir", "-o", "m.nir"],
     "netx": [MODEL, "-o", "m.net"],
     "quantize": [MODEL, "-o", "q"],

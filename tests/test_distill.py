@@ -162,7 +162,7 @@ def test_cli_writes_a_checkpoint_that_compile_accepts(teacher, tmp_path, capsys)
     spec.write_text(yaml.safe_dump(STUDENT))
     out = tmp_path / "student.pt"
     code = main(["distill", str(t_path), "--student", str(spec), "--method", "hetero-kd", "--epochs", "6",
-                 "--spike-reg", "0.5", "-o", str(out), "--no-progress"])
+                 "--spike-reg", "0.5", "-o", str(out), "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     graph = native.load(out)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from deploy.data import Split, fit_to_model
+from deploy.progress import bar as progress_bar
 from deploy.repro import reproducible
 
 #: loss_fn(net, logits, y, out, x) -> scalar; default cross-entropy on the readout logits
@@ -51,7 +51,7 @@ def fit(net: nn.Module, split: Split, epochs: int = 20, lr: float = 2e-3, batch_
                            weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     history = []
-    bar = tqdm(range(epochs), desc="train", disable=not progress)
+    bar = progress_bar(range(epochs), desc="train epochs", disable=not progress)
     for epoch in bar:
         net.train()
         perm = torch.randperm(len(x), generator=g)
