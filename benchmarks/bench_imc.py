@@ -20,7 +20,7 @@ import torch
 from deploy.core import data
 from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.train.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.training.arch.dvsnet import balance_thresholds, dvsnet
 from hwmodels.imc import ImcTarget
 
 ROOT = Path(__file__).resolve().parents[1]

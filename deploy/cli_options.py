@@ -151,3 +151,33 @@ def check(dt: float | None = None, encoding: str | None = None, timesteps: int |
     from deploy.pipeline import check_model_options
 
     check_model_options(dt, encoding, timesteps)
+
+
+ModelArg = Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory",
+                                         show_default=False)]
+TrustOpt = Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules (runs code)")]
+WeightsOpt = Annotated[str | None, typer.Option(
+    "--weights", metavar="PATH", help="state_dict (.pt) for a file.py:factory model")]
+ConfigOpt = Annotated[str | None, typer.Option(
+    "--config", metavar="PATH", help="YAML with spec constants / target options (sections constants:, options:)")]
+ProgressOpt = Annotated[bool | None, typer.Option(
+    "--progress/--quiet", show_default=False,
+    help="progress bars with ETA on stderr (default: when stderr is a terminal); --quiet: none")]
+ThreadsOpt = Annotated[int | None, int_option(
+    "--threads", min=1, help="torch CPU threads (default: torch's own; small SNNs run fastest on 1)")]
+
+
+def target_option(help: str = "hardware target (see `deploy targets`)") -> Any:
+    """``-t/--target``: the one spelling of a target option on every command."""
+    return typer.Option("--target", "-t", help=help, metavar="TARGET")
+
+
+def runtime(progress: bool | None = None, threads: int | None = None) -> None:
+    """Apply the run options every heavy command takes: progress bars and torch CPU threads."""
+    from deploy.core import progress as bars
+
+    bars.configure(progress)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)

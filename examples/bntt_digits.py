@@ -3,7 +3,7 @@
     python examples/bntt_digits.py              # -> examples/models/digits_bntt_snn.pt
 
 Each ``timescale`` node trains as a separate BatchNorm per timestep
-(:class:`deploy.train.bntt.BNTT`, Kim & Panda 2021); ``net.to_graph()`` folds the statistics into
+(:class:`deploy.training.bntt.BNTT`, Kim & Panda 2021); ``net.to_graph()`` folds the statistics into
 per-timestep, per-channel scale and shift. BNTT lets a short window (T=4) train well.
 """
 
@@ -16,8 +16,8 @@ import torch
 from deploy.core import data
 from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.train import bntt
-from deploy.train.snn import evaluate, fit
+from deploy.training import bntt
+from deploy.training.snn import evaluate, fit
 
 
 def spec(timesteps: int = 4, beta: float = 0.95) -> dict:

@@ -26,9 +26,9 @@ from deploy.core import data
 from deploy.core.net import SpikingNet
 from deploy.io import native
 from deploy.io.atomic import atomic_write, write_text
-from deploy.train import ann as annlib
-from deploy.train.convert import convert
-from deploy.train.snn import evaluate
+from deploy.training import ann as annlib
+from deploy.training.convert import convert
+from deploy.training.snn import evaluate
 
 TIMESTEPS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 

@@ -25,14 +25,14 @@ from deploy.core import data
 from deploy.io import native
 from deploy.io.atomic import write_text
 from deploy.pipeline import compile as deploy_compile
-from deploy.train import ann as annlib
-from deploy.train.distill import (
+from deploy.training import ann as annlib
+from deploy.training.distill import (
     build_student,
     distill,
     load_student_spec,
     measure,
 )
-from deploy.train.snn import fit
+from deploy.training.snn import fit
 
 HERE = Path(__file__).resolve().parent
 

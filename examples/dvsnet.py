@@ -25,7 +25,7 @@ import torch
 
 from deploy.core import data
 from deploy.core.net import SpikingNet, build
-from deploy.train.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.training.arch.dvsnet import balance_thresholds, dvsnet
 
 TIMESTEPS = 5
 ENCODING = "events"

@@ -6,7 +6,7 @@
 Digits: the shipped spiking CNN. MNIST: a small spiking MLP trained here on the
 MNIST split (8,000 train / 2,000 test images of the official t10k set). Each
 model is evaluated in float, mapped naively on ``imc`` (1-bit sense amplifiers,
-default options), and after ``deploy.train.finetune`` with each training seed
+default options), and after ``deploy.training.finetune`` with each training seed
 (the data split stays the one the float model was trained on); the table gives
 every seed and the mean. The digits model retrained with the first seed is
 written next to the JSON (``digits_snn_imc.pt``) when ``-o`` is given.
@@ -26,8 +26,8 @@ from deploy.core import data
 from deploy.core.net import SpikingNet, build
 from deploy.io import native
 from deploy.io.atomic import write_text
-from deploy.train.finetune import finetune
-from deploy.train.snn import evaluate, fit
+from deploy.training.finetune import finetune
+from deploy.training.snn import evaluate, fit
 from hwmodels.imc import ImcTarget
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ import torch
 from deploy.core import data
 from deploy.io import native
 from deploy.io.atomic import atomic_write, staged_dir, write_text
-from deploy.train.finetune import finetune
+from deploy.training.finetune import finetune
 from hwmodels.imc import ImcAdcTarget, ImcTarget
 
 ROOT = Path(__file__).resolve().parents[1]

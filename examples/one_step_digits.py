@@ -18,46 +18,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from deploy.core import data
 from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.train.snn import evaluate, fit
-
-
-class HoyerSpike(nn.Module):
-    """Training stand-in for an IF layer at T=1; exposes ``beta``/``threshold``/``alpha`` for writeback."""
-
-    def __init__(self, v_th: float = 1.0, momentum: float = 0.1):
-        super().__init__()
-        self.v_th = nn.Parameter(torch.tensor(float(v_th)))
-        self.register_buffer("running_ext", torch.tensor(0.5))
-        self.register_buffer("beta", torch.tensor(1.0))
-        self.register_buffer("alpha", torch.tensor(0.0))
-        self.momentum = momentum
-        self.hoyer = torch.zeros(())   # regularizer of the last forward pass
-
-    @property
-    def threshold(self) -> torch.Tensor:
-        """The deployed IF threshold: v_th times the running Hoyer extremum."""
-        return (self.v_th.abs() * self.running_ext).detach()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] != 1:
-            raise ValueError(f"HoyerSpike trains one-timestep networks, got T={x.shape[0]}")
-        z = torch.clamp(x / self.v_th.abs(), 0, 1)
-        if self.training:
-            l1, l2 = z.abs().sum(), (z ** 2).sum()
-            ext = (l2 / l1.clamp_min(1e-12)).detach()
-            with torch.no_grad():
-                self.running_ext.lerp_(ext, self.momentum)
-            self.hoyer = (l1 ** 2 / l2.clamp_min(1e-12)) / z.numel()
-        else:
-            ext = self.running_ext
-        s = (z > ext).to(z.dtype)
-        return z + (s - z).detach()          # forward: spikes; backward: through the clip
+from deploy.training.recipes.hoyer import attach_hoyer, hoyer_loss
+from deploy.training.snn import evaluate, fit
 
 
 def spec() -> dict:
@@ -72,21 +38,6 @@ def spec() -> dict:
                 {"type": "flatten", "name": "flatten"},
                 {"type": "linear", "name": "fc", "out_features": 10},
                 {"type": "li", "name": "readout", "beta": 1.0}]}
-
-
-def attach_hoyer(net: SpikingNet) -> SpikingNet:
-    """Replace every LIF module by a :class:`HoyerSpike` (in place)."""
-    for node in net.graph.nodes:
-        if node.kind == "lif":
-            net.layers[node.name] = HoyerSpike()
-    return net
-
-
-def hoyer_loss(weight: float):
-    def loss(net, logits, y, out, x):
-        reg = sum(m.hoyer for m in net.layers.values() if isinstance(m, HoyerSpike))
-        return F.cross_entropy(logits, y) + weight * reg
-    return loss
 
 
 def main() -> None:

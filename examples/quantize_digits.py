@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
+from deploy.cli.quantize import print_summary
 from deploy.core import data
 from deploy.core.net import build
 from deploy.io import native
-from deploy.train.snn import evaluate, fit
+from deploy.training.snn import evaluate, fit
 from quant import search
-from quant.cli import print_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_SPEC = {"input_shape": [784], "timesteps": 8, "encoding": "direct", "name": "mnist_snn",

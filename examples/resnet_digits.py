@@ -16,7 +16,7 @@ import torch
 from deploy.core import data
 from deploy.core.net import build
 from deploy.io import native
-from deploy.train.snn import evaluate, fit
+from deploy.training.snn import evaluate, fit
 
 
 def block(prefix: str, channels: int, src: str, beta: float) -> list[dict]:

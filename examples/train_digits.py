@@ -15,7 +15,7 @@ import torch
 from deploy.core import data
 from deploy.core.net import build
 from deploy.io import native
-from deploy.train.snn import evaluate, fit
+from deploy.training.snn import evaluate, fit
 
 ARCHS = {
     "cnn": {"input_shape": [1, 8, 8], "timesteps": 8, "encoding": "direct", "name": "digits_snn",

@@ -23,9 +23,9 @@ first samples for any n, those are the first n samples of this test split.
 
 Before training, every LIF threshold is set (in layer order) so that the layer
 fires at about ``--rate`` on a few training samples
-(:func:`deploy.train.arch.dvsnet.balance_thresholds`): with the default initialisation
+(:func:`deploy.training.arch.dvsnet.balance_thresholds`): with the default initialisation
 the third and later layers are silent and receive no useful gradient. Training is
-the project's loop (:func:`deploy.train.snn.fit`: BPTT, arctan surrogate, Adam with
+the project's loop (:func:`deploy.training.snn.fit`: BPTT, arctan surrogate, Adam with
 a cosine schedule, cross-entropy on output spike counts), one thread, seeded and
 deterministic. The script prints the test accuracy and every LIF layer's spike
 rate on the test split; the checkpoint's meta records them with the epochs, seed
@@ -43,8 +43,8 @@ import torch
 from deploy.core import data
 from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.train.arch.dvsnet import balance_thresholds, dvsnet
-from deploy.train.snn import evaluate, fit
+from deploy.training.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.training.snn import evaluate, fit
 
 #: what a continued run records of the checkpoint it started from
 INIT_KEYS = ("command", "epochs", "train_samples", "batch_size", "lr", "seed", "initial_rate", "test_accuracy",

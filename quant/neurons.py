@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from deploy.core import ir
-from deploy.core.neurons import broadcast_to_features, spike
+from deploy.core.neurons import NeuronKernel, broadcast_to_features, needs_grad, spike
 from quant.quantizers import QuantError, check_bits, check_rounding, round_ste, round_values
 
 MAX_DECAY_BITS = 16
@@ -156,6 +156,27 @@ class _FixedPointBase(nn.Module):
         return f"bits={f.bits}, lsb=2^{math.log2(f.lsb):g}, decay_bits={f.decay_bits}, rounding={f.rounding}"
 
 
+class FixedPointKernel(NeuronKernel):
+    """:class:`~deploy.core.neurons.NeuronKernel` in integer codes (the module docstring's step):
+    decays rounded by the layer's mode, the membrane and current saturated to the register."""
+
+    def __init__(self, unit: _FixedPointBase, gen, beta, thr=None, alpha=None, reset="subtract",
+                 reset_delay=False, grad: bool = True, surrogate_alpha: float = 2.0):
+        super().__init__(beta, thr, alpha, reset, reset_delay)
+        self.unit, self.gen, self.grad, self.surrogate_alpha = unit, gen, grad, surrogate_alpha
+
+    def decay(self, v, factor):
+        return self.unit._decay(v, factor, self.gen)
+
+    def integrate(self, v, x, r=None):
+        return self.unit._sat(v + (x if r is None else x - r * self.thr))
+
+    def fire(self, v):
+        if self.grad:
+            return spike((v - self.thr) * self.unit.fmt.lsb, self.surrogate_alpha)
+        return torch.gt(v, self.thr).to(v.dtype)
+
+
 class FixedPointLIF(_FixedPointBase):
     """LIF layer computed in integer arithmetic (see the module docstring).
 
@@ -186,29 +207,15 @@ class FixedPointLIF(_FixedPointBase):
         """Spikes (T, B, ...); with ``return_state`` also the membrane codes after each step's reset."""
         gen = self._generator()
         xq = self._input_codes(x, gen)
-        beta = broadcast_to_features(self.beta_code, xq[0])
-        thr = broadcast_to_features(self.thr_code, xq[0])
-        alpha = broadcast_to_features(self.alpha_code, xq[0])
-        v = torch.zeros_like(xq[0])
-        i = torch.zeros_like(xq[0])
-        r = torch.zeros_like(xq[0])
-        out, states = [], []
-        for x_t in xq:
-            if self.use_current:
-                i = self._sat(self._decay(i, alpha, gen) + x_t)
-                x_t = i
-            if self.reset_delay:
-                x_t = x_t - r * thr
-            v = self._sat(self._decay(v, beta, gen) + x_t)
-            s = spike((v - thr) * self.fmt.lsb, self.surrogate_alpha)
-            r = s.detach()
-            if not self.reset_delay:
-                v = v - r * thr if self.reset == "subtract" else v * (1 - r)
-            out.append(s)
-            if return_state:
-                states.append(v.detach())
-        spikes = torch.stack(out).to(x.dtype)
-        return (spikes, torch.stack(states)) if return_state else spikes
+        like = xq[0]
+        kernel = FixedPointKernel(self, gen, broadcast_to_features(self.beta_code, like),
+                                  broadcast_to_features(self.thr_code, like),
+                                  broadcast_to_features(self.alpha_code, like) if self.use_current else None,
+                                  self.reset, self.reset_delay, needs_grad(x), self.surrogate_alpha)
+        res = kernel.run(xq, record_state=return_state)
+        if return_state:
+            return res[0].to(x.dtype), res[1]
+        return res.to(x.dtype)
 
     def dequantized(self) -> dict[str, float | np.ndarray]:
         """beta, threshold and alpha as the values the integer unit realizes."""
@@ -230,13 +237,8 @@ class FixedPointLI(_FixedPointBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gen = self._generator()
         xq = self._input_codes(x, gen)
-        beta = broadcast_to_features(self.beta_code, xq[0])
-        v = torch.zeros_like(xq[0])
-        out = []
-        for x_t in xq:
-            v = self._sat(self._decay(v, beta, gen) + x_t)
-            out.append(v)
-        return (torch.stack(out) * self.fmt.lsb).to(x.dtype)
+        kernel = FixedPointKernel(self, gen, broadcast_to_features(self.beta_code, xq[0]), grad=needs_grad(x))
+        return (kernel.run(xq, spiking=False) * self.fmt.lsb).to(x.dtype)
 
     def dequantized(self) -> dict[str, float | np.ndarray]:
         return {"beta": _value(self.beta_code / 2 ** self.fmt.decay_bits)}

@@ -5,7 +5,7 @@ Brevitas ``QuantLinear`` / ``QuantConv2d`` (signed narrow-range integer weights
 of the chosen width, max-statistics scale per tensor or per output channel,
 rounding ``ROUND`` / ``FLOOR`` / ``STOCHASTIC_ROUND``), the neurons for the
 fixed-point modules of :mod:`quant.neurons` (formats calibrated as in PTQ), and
-the network is fine-tuned with :func:`deploy.train.snn.fit`. Brevitas rounds
+the network is fine-tuned with :func:`deploy.training.snn.fit`. Brevitas rounds
 stochastically only while training; the deployed weights are its inference-time
 codes.
 """
@@ -116,7 +116,7 @@ def qat(graph: ir.Graph, config: ptq.QConfig, split: Split, epochs: int = 3, lr:
     calib = fit_to_model(split.x_train[:calib_samples], graph.input_shape, graph.encoding)
     formats = formats_of(ptq.quantize(graph, config, calib, seed))
     net = qat_net(graph, config, formats, seed)
-    from deploy.train.snn import fit
+    from deploy.training.snn import fit
 
     torch.manual_seed(seed)
     with warnings.catch_warnings():

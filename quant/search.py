@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from deploy.core import ir
 from deploy.core.data import Split, fit_to_model
 from deploy.core.errors import DataError, TargetError
+from deploy.core.progress import bar as progress_bar
 from quant import ptq
 from quant.evaluate import BATCH_SIZE, Evaluation, evaluate, memory
 from quant.neurons import check_neuron_bits
@@ -213,7 +213,7 @@ class _Searcher:
         self.synapses = [n.name for n in graph.synapses()]
         self.neurons = [n.name for n in graph.nodes if n.kind in ir.NEURON_KINDS]
         self.skipped = 0
-        self.bar = tqdm(desc="precision search", unit="cfg", disable=not progress, leave=False)
+        self.bar = progress_bar(desc="precision search", unit="candidates", disable=not progress)
 
     # -- evaluation -----------------------------------------------------------------------
     def _bits_key(self, c: ptq.QConfig) -> str:

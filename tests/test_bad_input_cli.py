@@ -23,6 +23,7 @@ ANN = str(ROOT / "examples" / "models" / "digits_ann.pt")
 BASE = {
     "compile": [MODEL, "-o", "rep"],
     "inspect": [MODEL],
+    "check": [MODEL],
     "export": [MODEL, "-f", "nir", "-o", "m.nir"],
     "netx": [MODEL, "-o", "m.net"],
     "quantize": [MODEL, "-o", "q"],
@@ -329,7 +330,7 @@ def test_seed_does_not_redraw_the_test_split(shipped_graph):
     import deploy
     from deploy.core import data
     from deploy.core.net import SpikingNet
-    from deploy.train.snn import evaluate
+    from deploy.training.snn import evaluate
 
     def direct(split_seed: int) -> float:
         s = data.digits(seed=split_seed)

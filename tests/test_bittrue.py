@@ -116,8 +116,8 @@ def test_event_data_defaults_match_compile(tmp_path):
         ir.Linear("fc", ["flat"], weight=(rng.normal(size=(4, 256)) * 0.2).astype(np.float32)),
         ir.LIF("lif2", ["fc"], beta=0.9)], timesteps=4, encoding="events").validate()
     native.save(g, tmp_path / "ev.pt")
-    assert main(["quantize", str(tmp_path / "ev.pt"), "--data", "events", "--scheme", "ptq", "--weights", "4",
-                 "--neuron", "8", "--rounding", "nearest", "--max-acc-drop", "100", "-o", str(tmp_path / "q")]) == 0
+    assert main(["quantize", str(tmp_path / "ev.pt"), "--data", "events", "--scheme", "ptq", "--weight-bits", "4",
+                 "--neuron-bits", "8", "--rounding", "nearest", "--max-acc-drop", "100", "-o", str(tmp_path / "q")]) == 0
     doc = json.loads((tmp_path / "q" / "search.json").read_text())
     report = deploy.compile(tmp_path / "q" / "model.pt", target="digital", data="events")
     assert doc["samples"] == report.accuracy.samples == 64

@@ -12,9 +12,9 @@ from deploy.core import ir
 from deploy.core.errors import DataError, DeployError, ModelError
 from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.train import ann as annlib
-from deploy.train.convert import convert, fold_bn
-from deploy.train.snn import evaluate
+from deploy.training import ann as annlib
+from deploy.training.convert import convert, fold_bn
+from deploy.training.snn import evaluate
 
 
 def _randomize_bn(bn: nn.Module, seed: int) -> None:
@@ -192,7 +192,7 @@ def test_custom_forward_is_refused():
 
 def test_deploy_convert_is_callable_from_the_package(digits_mlp, digits_split):
     import deploy
-    import deploy.train.convert  # noqa: F401 - the submodule import must not shadow the function
+    import deploy.training.convert  # noqa: F401 - the submodule import must not shadow the function
 
     g = deploy.convert(digits_mlp, timesteps=4, data=digits_split)
     assert isinstance(g, ir.Graph) and g.timesteps == 4

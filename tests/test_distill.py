@@ -11,8 +11,8 @@ from deploy.cli import main
 from deploy.core.errors import DeployError
 from deploy.core.net import build
 from deploy.io import native
-from deploy.train import ann as annlib
-from deploy.train.distill import (
+from deploy.training import ann as annlib
+from deploy.training.distill import (
     HeteroTemperature,
     HintLoss,
     distill,
@@ -21,7 +21,7 @@ from deploy.train.distill import (
     measure,
     spike_rate_loss,
 )
-from deploy.train.distill.teachers import Teacher
+from deploy.training.distill.teachers import Teacher
 
 STUDENT = {"input_shape": [1, 8, 8], "timesteps": 8, "encoding": "direct", "name": "tiny_student",
            "layers": [{"type": "conv2d", "out_channels": 8, "kernel_size": 3, "stride": 2, "padding": 1},
@@ -160,7 +160,7 @@ def test_cli_writes_a_checkpoint_that_compile_accepts(teacher, tmp_path, capsys)
     spec.write_text(yaml.safe_dump(STUDENT))
     out = tmp_path / "student.pt"
     code = main(["distill", str(t_path), "--student", str(spec), "--method", "hetero-kd", "--epochs", "6",
-                 "--spike-reg", "0.5", "-o", str(out), "--no-progress"])
+                 "--spike-reg", "0.5", "-o", str(out), "--quiet"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     graph = native.load(out)

@@ -71,7 +71,7 @@ def test_dvsnet_imc_accuracy_well_above_chance(runs):
 
 def _tiny_event_net():
     from deploy.core.net import build
-    from deploy.train.arch.dvsnet import balance_thresholds
+    from deploy.training.arch.dvsnet import balance_thresholds
 
     spec = {"input_shape": [2, 8, 8], "timesteps": 3, "encoding": "events", "name": "tiny_events",
             "layers": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1},
@@ -88,7 +88,7 @@ def test_match_rates_restores_the_reference_rates():
     """A copy of the net with every synapse halved fires less; matching scales each threshold
     so the copy fires at the reference's rates again (the first layer by exactly 1/2)."""
     from deploy.core.net import SpikingNet
-    from deploy.train.finetune import match_rates
+    from deploy.training.finetune import match_rates
 
     ref, x = _tiny_event_net()
     graph = ref.to_graph()

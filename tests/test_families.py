@@ -16,7 +16,7 @@ from deploy.core.errors import ModelError, TargetError
 from deploy.core.net import SpikingNet, build
 from deploy.core.timescale import TimeScaleModule
 from deploy.io import native
-from deploy.train import bntt
+from deploy.training import bntt
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "examples" / "models"
@@ -54,7 +54,7 @@ def test_bntt_trains_and_folds_inside_a_spiking_net(digits_split):
         {"type": "linear", "out_features": 32, "bias": False}, bntt.spec_layer(32, t_steps, "ts"),
         {"type": "lif", "beta": 0.9}, {"type": "linear", "out_features": 10}, {"type": "li"}]}
     net = bntt.attach(build(spec))
-    from deploy.train.snn import evaluate, fit
+    from deploy.training.snn import evaluate, fit
 
     fit(net, digits_split, epochs=2, progress=False)
     graph = net.to_graph()
@@ -132,7 +132,7 @@ def test_residual_net_trains(digits_split):
         {"type": "conv2d", "name": "c2", "out_channels": 8, "kernel_size": 3, "padding": 1},
         {"type": "add", "name": "sum", "inputs": ["c2", "a"]}, {"type": "lif", "name": "o", "beta": 0.9},
         {"type": "flatten"}, {"type": "linear", "out_features": 10}, {"type": "li"}]}
-    from deploy.train.snn import fit
+    from deploy.training.snn import fit
 
     net = build(spec)
     before = net.layers["c1"].weight.detach().clone()

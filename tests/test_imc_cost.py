@@ -10,7 +10,7 @@ import torch
 
 from deploy.core import data, ir
 from deploy.core.net import build
-from deploy.train.arch.dvsnet import balance_thresholds, dvsnet
+from deploy.training.arch.dvsnet import balance_thresholds, dvsnet
 from hwmodels.imc import ImcAdcTarget, ImcTarget
 from hwmodels.spec import load_spec
 

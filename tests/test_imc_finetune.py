@@ -9,8 +9,8 @@ import torch
 from deploy.core import data
 from deploy.core.net import SpikingNet, build
 from deploy.io import native
-from deploy.train.finetune import finetune
-from deploy.train.snn import evaluate, fit
+from deploy.training.finetune import finetune
+from deploy.training.snn import evaluate, fit
 from hwmodels.imc import ImcTarget
 from hwmodels.imc.crossbar import CrossbarNet
 from hwmodels.imc.trainable import export, schedule
@@ -162,3 +162,15 @@ def test_psum_quantizer_gradients():
         assert torch.equal(g_p, g * inside)                                 # straight-through in range
         d = torch.where(inside, code - x, (x > qmax).double() * qmax)        # LSQ step gradient
         torch.testing.assert_close(g_step, (g * d).sum((0, 2), keepdim=True))
+
+
+def test_the_loop_needs_a_target_with_a_trainable_forward(small):
+    """Retraining goes through the target's own forward (TrainableTarget); digital has none."""
+    from deploy.core.errors import DeployError
+    from deploy.training.finetune import TrainableTarget
+    from hwmodels import get_target
+
+    graph, split = small
+    assert isinstance(ImcTarget(), TrainableTarget) and not isinstance(get_target("digital"), TrainableTarget)
+    with pytest.raises(DeployError, match="got 'digital'"):
+        finetune(graph, get_target("digital"), split, epochs=1)

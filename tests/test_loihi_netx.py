@@ -79,7 +79,7 @@ def test_netx_command(tmp_path, shipped_path):
     import typer
     from typer.testing import CliRunner
 
-    from hwmodels.loihi.cli import register
+    from deploy.cli.netx import register
 
     app = typer.Typer()
     register(app)

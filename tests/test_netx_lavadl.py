@@ -30,7 +30,7 @@ def _deploy_netx(model, out):
     import typer
     from typer.testing import CliRunner
 
-    from hwmodels.loihi.cli import register
+    from deploy.cli.netx import register
 
     app = typer.Typer()
     register(app)

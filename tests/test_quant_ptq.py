@@ -11,7 +11,7 @@ import torch
 from deploy.core import data, ir
 from deploy.core.net import SpikingNet
 from deploy.io import native
-from deploy.train.snn import evaluate as float_accuracy
+from deploy.training.snn import evaluate as float_accuracy
 from quant import QConfig, memory, quantize, quantized_net
 from quant import evaluate as q_evaluate
 from quant.neurons import formats_of

@@ -149,7 +149,7 @@ def test_no_data_is_one_clear_error(digits):
 
 def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
     out = tmp_path / "q"
-    args = ["quantize", str(DIGITS), "--scheme", "ptq", "--weights", "3..5", "--neuron", "5..7",
+    args = ["quantize", str(DIGITS), "--scheme", "ptq", "--weight-bits", "3..5", "--neuron-bits", "5..7",
             "--rounding", "nearest", "--samples", "120", "--split-seed", "2", "--onnx", "-o", str(out)]
     assert main(args) == 0
     assert {p.name for p in out.iterdir()} == {"search.json", "model.pt", "pareto.png", "onnx"}
@@ -163,7 +163,7 @@ def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
     assert q.meta["quant"]["config"]["neuron_bits"] == doc["chosen"]["neuron_bits"]
 
     bad = tmp_path / "bad"
-    for extra, msg in ((["--weights", "0..4"], "must lie in 1..32, got 0"), (["--weights", "5..3"], "empty"),
+    for extra, msg in ((["--weight-bits", "0..4"], "must lie in 1..32, got 0"), (["--weight-bits", "5..3"], "empty"),
                        (["--data", "none"], "no data"), (["--rounding", "up"], "unknown mode")):
         capsys.readouterr()
         assert main(["quantize", str(DIGITS), "-o", str(bad), *extra]) == 2
@@ -172,7 +172,7 @@ def test_cli_writes_outputs_and_rejects_bad_input(tmp_path, capsys):
         assert not bad.exists()
 
     capsys.readouterr()
-    assert main(["quantize", str(DIGITS), "--scheme", "ptq", "--weights", "2", "--neuron", "4", "--rounding",
+    assert main(["quantize", str(DIGITS), "--scheme", "ptq", "--weight-bits", "2", "--neuron-bits", "4", "--rounding",
                  "truncation", "--max-acc-drop", "0", "--samples", "60", "-o", str(bad)]) == 0
     err = capsys.readouterr().err
     assert "warning: no configuration reaches the accuracy tolerance" in err and (bad / "model.pt").exists()

@@ -80,7 +80,7 @@ def test_max_cores_rejections_are_reported(tmp_path):
 def test_cli_max_cores_reports_every_rejection(tmp_path, capsys):
     out = tmp_path / "q"
     assert main(["quantize", str(ZERO), "--target", "loihi", "--max-cores", "3", "--scheme", "ptq",
-                 "--weights", "3", "--neuron", "6", "--rounding", "nearest", "--samples", "24", "-o", str(out)]) == 0
+                 "--weight-bits", "3", "--neuron-bits", "6", "--rounding", "nearest", "--samples", "24", "-o", str(out)]) == 0
     captured = capsys.readouterr()
     assert "warning: no configuration meets the constraints (max_cores: 1)" in captured.err
     assert "max_cores: 4 > 3" in captured.out                           # the table's rejected row

@@ -8,10 +8,10 @@ import torch
 from deploy.core import data
 from deploy.core.net import build
 from deploy.core.repro import deterministic
-from deploy.train.ann import ANN
-from deploy.train.ann import fit as fit_ann
-from deploy.train.finetune import finetune
-from deploy.train.snn import fit
+from deploy.training.ann import ANN
+from deploy.training.ann import fit as fit_ann
+from deploy.training.finetune import finetune
+from deploy.training.snn import fit
 from hwmodels.imc import ImcTarget
 
 MLP = {"input_shape": [64], "timesteps": 4, "encoding": "direct", "name": "mlp",

@@ -203,8 +203,8 @@ def test_fit_flattens_static_and_keeps_frames():
 
 
 def test_quantize_reads_a_data_file(shipped_path, digits_split, tmp_path):
+    from deploy.api.quantize import load_split
     from deploy.io.loader import load_model
-    from quant.cli import load_split
 
     x, y = digits_split.x_test[:30].numpy(), digits_split.y_test[:30].numpy()
     np.savez(tmp_path / "d.npz", x=x, y=y, x_train=x[:10], y_train=y[:10])

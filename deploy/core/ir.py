@@ -347,6 +347,12 @@ class Graph:
     def __post_init__(self):
         self.input_shape = tuple(int(s) for s in self.input_shape)
 
+    def __repr__(self) -> str:
+        """The layer table (layer, kind, shape, params, precision, memory), no weight arrays."""
+        from deploy.core.summary import graph_text
+
+        return graph_text(self)
+
     # -- access -----------------------------------------------------------------
     def __getitem__(self, name: str) -> Node:
         for n in self.nodes:

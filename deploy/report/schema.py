@@ -201,6 +201,8 @@ class Report(_Strict):
 
         return text_table(self)
 
+    __repr__ = __str__
+
 
 #: deepest JSON nesting a report may have (a real one has fewer than 10 levels)
 MAX_NESTING = 64

@@ -3,7 +3,7 @@
 ``ImcTarget``: one 1-bit sense amplifier per column (Apolinario et al.; Saxena
 et al., DATE'22). ``ImcAdcTarget``: the high-precision baseline, an N-bit flash
 ADC (default 5) shared by M columns (default 8). Both share ``specs/imc.yaml``
-and the options of :mod:`hwmodels.imc.config`; ``deploy.train.finetune``
+and the options of :mod:`hwmodels.imc.config`; ``deploy.training.finetune``
 retrains a model with the target's partial-sum quantization.
 """
 

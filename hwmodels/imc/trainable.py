@@ -1,6 +1,6 @@
 """The IMC targets' differentiable forward for hardware-aware retraining.
 
-:func:`deploy.train.finetune.finetune` trains through the network this module
+:func:`deploy.training.finetune.finetune` trains through the network this module
 builds (:class:`hwmodels.imc.crossbar.CrossbarNet` in training mode): weights
 rounded to the target's precision and bit-sliced with straight-through
 gradients, every column's partial sum converted by the sense amplifier (or
@@ -45,7 +45,7 @@ def schedule(target_bits: int, epochs: int, progressive: bool, stages: int = 4) 
 
 def export(net: CrossbarNet, target: ImcTarget) -> ir.Graph:
     """The trained network as a Graph with quantized weights, the learned conversion steps
-    and the LIF thresholds (rescaled by :func:`deploy.train.finetune.match_rates` when it ran)."""
+    and the LIF thresholds (rescaled by :func:`deploy.training.finetune.match_rates` when it ran)."""
     graph = net.graph.copy()
     for node in graph.nodes:
         if isinstance(node, ir.LIF):

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deploy.core.neurons import NeuronKernel
 from hwmodels.loihi.network import INPUT, Connection, LoihiNetwork, Population, lava_dense_weights
 
 DECAY_SHIFT, ACT_SHIFT, UV_BITS = 12, 6, 24
@@ -105,6 +106,45 @@ def synaptic_input(net: LoihiNetwork, pop: Population, messages: dict[str, torch
     return total
 
 
+class LoihiKernel(NeuronKernel):
+    """:class:`~deploy.core.neurons.NeuronKernel` in PyLifModelBitAcc's integers: decays
+    ``sign(x)(|x| * k >> 12)`` with ``k = 4096 - du - 1`` (current, ``alpha``) and ``4096 - dv``
+    (voltage, ``beta``); ``u`` wraps once at +-2^23, ``v`` adds the bias once its layer is live
+    (``bias_on``), wraps as int32 and is clipped to 24 bits; reset to zero.
+
+    The int32 wrap-arounds are applied only when ``wraps`` says the range can reach them.
+    """
+
+    def __init__(self, ku: int, kv: int, vth: int, bias: torch.Tensor, u_wraps: bool, sum_wraps: bool,
+                 v_wraps: bool):
+        super().__init__(kv, vth, ku, reset="zero")
+        self.bias, self.bias_on = bias, False
+        self.u_wraps, self.sum_wraps, self.v_wraps = u_wraps, sum_wraps, v_wraps
+
+    def decay(self, x, factor):
+        return shift_right_toward_zero(x * factor, DECAY_SHIFT)
+
+    def integrate_current(self, i, x):
+        cur = i + x
+        if self.sum_wraps:
+            cur = wrap32(cur)
+        if not self.u_wraps:
+            return cur
+        u = torch.where(cur > _MAX_UV, cur - 2 * _MAX_UV, cur)
+        return torch.where(u <= -_MAX_UV, cur + 2 * _MAX_UV, u)
+
+    def integrate(self, v, x, r=None):
+        v = v + x
+        if self.bias_on:
+            v = v + self.bias
+        if self.v_wraps:
+            v = wrap32(v)
+        return torch.clamp(v, -_MAX_UV + 1, _MAX_UV - 1)
+
+    def reset(self, v, s):
+        return v.masked_fill(s, 0)
+
+
 def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
             loops: list[Connection] | tuple = ()) -> dict[str, torch.Tensor]:
     """Bit-accurate CUBA LIF over all steps; a_in (steps, B, n) int64 -> spikes (steps, B, n) uint8.
@@ -115,12 +155,7 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
     always with loops, where wrapping an in-range value changes nothing).
     """
     steps, batch, n = a_in.shape
-    u = torch.zeros(batch, n, dtype=torch.int64)
-    v = torch.zeros(batch, n, dtype=torch.int64)
     bias = torch.from_numpy(pop.effective_bias().reshape(-1))
-    vth = pop.vth << ACT_SHIFT
-    ku, kv = (1 << DECAY_SHIFT) - (pop.du + 1), (1 << DECAY_SHIFT) - pop.dv
-    lo, hi = -_MAX_UV + 1, _MAX_UV - 1
     a_max = int(a_in.abs().max()) if a_in.numel() else 0
     drive = a_in << ACT_SHIFT
     if a_max << ACT_SHIFT >= 2 ** 31:
@@ -135,6 +170,9 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
             c.weight_exp, 1 + c.delay) for c in loops]
     if rec:
         u_wraps = sum_wraps = v_wraps = True
+    kernel = LoihiKernel((1 << DECAY_SHIFT) - (pop.du + 1), (1 << DECAY_SHIFT) - pop.dv, pop.vth << ACT_SHIFT,
+                         bias, u_wraps, sum_wraps, v_wraps)
+    state = kernel.init_state(drive[0])
     spikes = torch.zeros(steps, batch, n, dtype=torch.uint8)
     states = {"u": [], "v": []}
     for t in range(steps):
@@ -146,26 +184,11 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
                     r = torch.round(spikes[t - lag].to(torch.float64) @ w.T).to(torch.int64)
                     a_t = wrap32(a_t + wrap32(r << e if e > 0 else r >> -e))
             d_t = wrap32(a_t << ACT_SHIFT)
-        cur = shift_right_toward_zero(u * ku, DECAY_SHIFT) + d_t
-        if sum_wraps:
-            cur = wrap32(cur)
-        if u_wraps:
-            u = torch.where(cur > _MAX_UV, cur - 2 * _MAX_UV, cur)
-            u = torch.where(u <= -_MAX_UV, cur + 2 * _MAX_UV, u)
-        else:
-            u = cur
-        v = shift_right_toward_zero(v * kv, DECAY_SHIFT) + u
-        if t >= pop.start:
-            v = v + bias
-        if v_wraps:
-            v = wrap32(v)
-        v = torch.clamp(v, lo, hi)
-        s = v > vth
-        v = v.masked_fill(s, 0)
-        spikes[t] = s
+        kernel.bias_on = t >= pop.start
+        spikes[t] = kernel.step(state, d_t)
         if record_state:
-            states["u"].append(u.clone())
-            states["v"].append(v.clone())
+            states["u"].append(state["i"].clone())
+            states["v"].append(state["v"].clone())
     out = {"spikes": spikes}
     if record_state:
         out.update({k: torch.stack(val) for k, val in states.items()})

@@ -97,13 +97,13 @@ class Loihi1Target(Target):
     def simulate(self, mapping: LoihiMapping, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:
         """Run ``x`` (N, ...) through the mapped network (reference model, or Lava with backend="lava")."""
-        from tqdm.auto import tqdm
+        from deploy.core.progress import bar as progress_bar
 
         if len(x) == 0:
             raise TargetError("no samples to simulate")
         backend = self.config.backend
         net, parts = mapping.network, []
-        for i in tqdm(range(0, len(x), batch_size), desc=f"simulate {self.name}", disable=not progress,
+        for i in progress_bar(range(0, len(x), batch_size), desc=f"simulate {self.name}", disable=not progress,
                       leave=False):
             xq = encode_input(net, x[i:i + batch_size], generator)
             run = self._run(net, xq, backend, progress)

@@ -1,0 +1,79 @@
+"""``deploy.distill``: train a student SNN from a teacher (see :func:`deploy.training.distill.distill.distill`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from deploy.core import progress as bars
+from deploy.core.errors import DeployError
+
+DATA_CHOICES = ("digits", "mnist")
+
+
+def distill(teacher: str | Path, student: str | Path, out: str | Path | None = None, *, method: str = "kd",
+            data: str = "digits", epochs: int = 10, temperature: float = 2.0,
+            student_temperature: float | None = None, alpha: float = 0.5, spike_reg: float = 0.0,
+            assistant: str | Path | None = None, hetero: str = "class", learn_temperature: bool = True,
+            lr: float = 2e-3, batch_size: int = 64, seed: int = 0, threads: int = 1,
+            progress: bool | None = None, dt: float | None = None, encoding: str | None = None,
+            timesteps: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """Distill ``teacher`` (neurodeploy-ann checkpoint, native SNN or NIR) into the student spec
+    YAML ``student``. Returns the student graph and its metadata (test accuracy, spikes per
+    inference, training history); with ``out`` (.pt), also writes the native checkpoint.
+    ``dt``/``encoding``/``timesteps`` apply to an SNN teacher; ``threads``: torch CPU threads."""
+    import torch
+
+    from deploy.cli_options import check
+    from deploy.core import data as datasets
+    from deploy.io import native
+    from deploy.training.distill.distill import distill as run
+    from deploy.training.distill.distill import load_student_spec, measure
+
+    check(dt, encoding, timesteps)
+    if data not in DATA_CHOICES:
+        raise DeployError(f"unknown dataset {data!r} for distill (choose from {', '.join(DATA_CHOICES)})")
+    if out is not None and Path(out).suffix != ".pt":
+        raise DeployError(f"output {out} must be a .pt file (a native SNN checkpoint)")
+    if threads < 1:
+        raise DeployError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    spec = load_student_spec(Path(student))
+    assistant_spec = load_student_spec(Path(assistant)) if assistant is not None else None
+    t = _teacher(Path(teacher), dt, encoding, timesteps)
+    split = datasets.load(data, seed=0)
+    start = time.perf_counter()
+    net, history = run(t, spec, split, method=method, epochs=epochs, temperature=temperature, alpha=alpha,
+                       spike_reg=spike_reg, assistant_spec=assistant_spec, seed=seed,
+                       progress=bars.enabled() if progress is None else progress, lr=lr, batch_size=batch_size,
+                       student_temperature=student_temperature, hetero=hetero,
+                       learn_temperature=learn_temperature)
+    seconds = time.perf_counter() - start
+    result = measure(net, split.x_test, split.y_test)
+    graph = net.to_graph()
+    meta = {"dataset": data, "test_accuracy": result["accuracy"], "spikes_per_inference": result["spikes"],
+            "distilled_from": str(teacher), "teacher_kind": t.kind, "method": method, "epochs": epochs,
+            "temperature": temperature, "student_temperature": student_temperature, "alpha": alpha,
+            "spike_reg": spike_reg, "seed": seed, "train_seconds": round(seconds, 1),
+            "student_spec": str(student), "history": [dict(rec) for rec in history]}
+    if out is not None:
+        native.save(graph, out, meta=meta)
+    return graph, meta
+
+
+def _teacher(path: Path, dt: float | None, encoding: str | None, timesteps: int | None):
+    """The teacher: an ANN or native SNN checkpoint, or any SNN model with the shared options applied."""
+    from deploy.cli_options import load
+    from deploy.core.net import SpikingNet
+    from deploy.pipeline import is_nir_source
+    from deploy.training.distill.teachers import Teacher, load_teacher
+
+    given = (dt, encoding, timesteps) != (None, None, None)
+    if not is_nir_source(path):
+        t = load_teacher(path)
+        if not given:
+            return t
+        if t.kind == "ann":
+            raise DeployError(f"{path}: --dt, --encoding and --timesteps apply to SNN teachers; this one is an ANN")
+    return Teacher(SpikingNet(load(str(path), dt=dt, encoding=encoding, timesteps=timesteps)), str(path))

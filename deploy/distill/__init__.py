@@ -1,1 +1,0 @@
-"""The ``deploy distill`` command (:mod:`deploy.distill.cli`); the library is :mod:`deploy.train.distill`."""

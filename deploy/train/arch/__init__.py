@@ -1,5 +1,0 @@
-"""Built-in example architectures (``build()`` specs by name)."""
-
-from deploy.train.arch.dvsnet import ARCHITECTURES, dvsnet
-
-__all__ = ["ARCHITECTURES", "dvsnet"]
