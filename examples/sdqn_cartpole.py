@@ -39,10 +39,10 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train_model(seed: int, steps: int) -> dict:
+def train_model(seed: int, steps: int, lr: float = 1e-3) -> dict:
     """Stages 1-2: returns the measured returns and writes MODEL."""
     net = SDQN(seed=seed)
-    cfg = dqn.DQNConfig(steps=steps, lr=1e-3, batch_size=128, train_every=4, target_every=1_000,
+    cfg = dqn.DQNConfig(steps=steps, lr=lr, batch_size=128, train_every=4, target_every=1_000,
                         eval_every=2_500, seed=seed)
     start = time.perf_counter()
     res = dqn.train(net.set_mode("layer"), cfg, log=log)
@@ -69,31 +69,45 @@ def train_model(seed: int, steps: int) -> dict:
     return info
 
 
-def compile_all(samples: int) -> dict:
-    """Stage 3: the checkpoint on every target, assumed-rate and on recorded observations."""
-    from deploy.io import native
-    from deploy.pipeline import compile as deploy_compile
+def _policy(graph):
     from deploy.snn.net import SpikingNet
 
-    graph = native.load(MODEL)
     net = SpikingNet(graph).eval()
 
-    def policy(x: torch.Tensor) -> torch.Tensor:
+    def act(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return net.logits(net(x)).argmax(-1)
+    return act
 
-    ir_returns = dqn.evaluate(policy, 100)
+
+def compile_all(samples: int) -> dict:
+    """Stage 3: the checkpoint on every target, assumed-rate and on recorded observations. Loihi
+    reads decisions from spike counts, so it gets the spike-readout variant (its return measured too)."""
+    from deploy.io import native
+    from deploy.pipeline import compile as deploy_compile
+    from deploy.rl.sdqn import spiking_readout
+
+    graph = native.load(MODEL)
+    doc_meta = native.read_checkpoint(MODEL).get("meta", {})
+    spiking = MODEL.with_name(MODEL.stem + "_spike_readout.pt")
+    native.save(spiking_readout(graph), spiking, meta={**doc_meta, "q_readout": "spike counts of IF neurons "
+                                                        "on the action-centred Q-current; action = argmax"})
+    policy = _policy(graph)
+    rows = {"return_ir_float_100": float(np.mean(dqn.evaluate(policy, 100))),
+            "return_spike_readout_100": float(np.mean(dqn.evaluate(_policy(native.load(spiking)), 100))),
+            "targets": {}}
     seen: list[np.ndarray] = []
     dqn.evaluate(policy, 3, seed=30_000, record=seen)
     x = torch.from_numpy(np.stack(seen)[:samples])
-    y = policy(x)
-    np.savez(OBS, x=x.numpy(), y=y.numpy())
-    rows = {"return_ir_float_100": float(np.mean(ir_returns)), "obs_samples": len(x), "targets": {}}
-    for target in TARGETS:
+    np.savez(OBS, x=x.numpy(), y=policy(x).numpy())
+    rows["obs_samples"] = len(x)
+    log(f"returns over 100 episodes: LI readout {rows['return_ir_float_100']:.1f}, "
+        f"spike readout {rows['return_spike_readout_100']:.1f}")
+    for target, model in (("digital", MODEL), ("imc", MODEL), ("loihi", MODEL), ("loihi", spiking)):
         row = {}
         for data in (None, str(OBS)):
             try:
-                rep = deploy_compile(str(MODEL), target=target, data=data)
+                rep = deploy_compile(str(model), target=target, data=data)
             except Exception as exc:  # noqa: BLE001 - a target that cannot run the model says why
                 row["data" if data else "none"] = {"error": str(exc).splitlines()[0]}
                 continue
@@ -101,24 +115,29 @@ def compile_all(samples: int) -> dict:
             row["data" if data else "none"] = {
                 "energy_j": t.energy_j, "latency_s": t.latency_s, "spikes": t.spikes,
                 "action_agreement": rep.accuracy.deployed if rep.accuracy else None}
-        rows["targets"][target] = row
-        log(f"{target}: {row}")
+        key = target + ("" if model == MODEL else " (spike readout)")
+        rows["targets"][key] = row
+        log(f"{key}: {row}")
     return rows
 
 
 def main() -> None:
+    global MODEL
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50_000)
     ap.add_argument("--samples", type=int, default=512, help="recorded observations compiled")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--model", type=Path, default=MODEL, help="checkpoint written / compiled")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--compile-only", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("sdqn_results.json"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    MODEL = args.model
     results = {}
     if not args.compile_only and (args.retrain or not MODEL.exists()):
-        results["train"] = train_model(args.seed, args.steps)
+        results["train"] = train_model(args.seed, args.steps, args.lr)
     results["compile"] = compile_all(args.samples)
     write_text(args.out, json.dumps(results, indent=1))
     log(f"-> {args.out}")

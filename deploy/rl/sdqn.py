@@ -85,8 +85,20 @@ class SDQN(nn.Module):
             n.collect = None
 
 
-def to_graph(net: SDQN, name: str = "pl_sdqn_cartpole") -> ir.Graph:
-    """The frozen form of ``net`` as a plain LIF graph (see the module docstring)."""
+#: threshold of the spiking readout (a fraction of a typical Q-value difference)
+SPIKE_READOUT_THRESHOLD = 1e-3
+
+
+def to_graph(net: SDQN, name: str = "pl_sdqn_cartpole", readout: str = "li") -> ir.Graph:
+    """The frozen form of ``net`` as a plain LIF graph (see the module docstring).
+
+    ``readout="spikes"`` writes the variant for targets that read decisions from spike
+    counts (Loihi): the Q-layer's weights and bias are centred over the actions (the argmax
+    is unchanged) and drive integrate-and-fire neurons (zero reset, a small threshold), so
+    the action whose centred Q-current is positive fires and the others stay silent.
+    """
+    if readout not in ("li", "spikes"):
+        raise ValueError(f"readout must be 'li' or 'spikes', got {readout!r}")
     nodes: list[ir.Node] = []
     prev = "input"
     for i, (fc, neuron) in enumerate(zip(net.fcs, net.neurons, strict=True)):
@@ -101,11 +113,28 @@ def to_graph(net: SDQN, name: str = "pl_sdqn_cartpole") -> ir.Graph:
     nodes.append(ir.LI("readout", ["q"], beta=1.0))
     graph = ir.Graph(input_shape=(net.observations,), nodes=nodes, timesteps=net.timesteps,
                      encoding="direct", name=name)
-    return graph.validate()
+    graph.validate()
+    return spiking_readout(graph) if readout == "spikes" else graph
 
 
-def save(net: SDQN, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
+def spiking_readout(graph: ir.Graph) -> ir.Graph:
+    """A copy of an SDQN graph whose LI readout is replaced by the spike-count readout of
+    :func:`to_graph` (``readout="spikes"``)."""
+    g = graph.copy()
+    q, out = g.nodes[-2], g.nodes[-1]
+    if not isinstance(q, ir.Linear) or out.kind != "li":
+        raise ir.ModelError(f"model '{g.name}': expected a linear Q-layer and an LI readout at the end")
+    q.weight = (q.weight - q.weight.mean(0, keepdims=True)).astype(np.float32)
+    if q.bias is not None:
+        q.bias = (q.bias - q.bias.mean()).astype(np.float32)
+    g.nodes[-1] = ir.LIF(out.name, list(out.inputs), beta=1.0, threshold=SPIKE_READOUT_THRESHOLD, reset="zero")
+    return g.validate()
+
+
+def save(net: SDQN, path: str | Path, meta: dict[str, Any] | None = None, readout: str = "li") -> Path:
     """Write the frozen form of ``net`` as a native SNN checkpoint (``deploy compile`` reads it)."""
+    how = ("mean membrane of the LI readout" if readout == "li"
+           else "spike counts of IF neurons on the action-centred Q-current")
     info = {"task": "CartPole-v1", "kind": "pl-sdqn", "obs_low": list(CARTPOLE_LOW),
-            "obs_high": list(CARTPOLE_HIGH), "q_readout": "mean membrane of the LI readout; action = argmax"}
-    return native.save(to_graph(net), path, meta={**info, **(meta or {})})
+            "obs_high": list(CARTPOLE_HIGH), "q_readout": f"{how}; action = argmax"}
+    return native.save(to_graph(net, readout=readout), path, meta={**info, **(meta or {})})
