@@ -32,7 +32,7 @@ _LAZY = {
     "netx": ("deploy.api.netx", "netx"),
     "report": ("deploy.api.report", "report"),
     "train": ("deploy.recipes", "train"),
-    "explore": ("deploy.explore", "explore"),
+    "explore": ("deploy.explore.api", "explore"),
     "load_model": ("deploy.io.loader", "load_model"),
     "from_torch": ("deploy.io.loader", "from_torch"),
     "Graph": ("deploy.ir", "Graph"),
