@@ -152,10 +152,21 @@ class Target(ABC):
             raise TargetError(str(violations[0]))
         return graph
 
+    def calibrate(self, mapping: Any, x: torch.Tensor, batch_size: int = 128) -> Any:
+        """The mapping with whatever the target sets from sample inputs ``x`` (e.g. conversion
+        references), as a new object: ``mapping`` itself is left as it is. This is an explicit step
+        before :meth:`simulate`, which never changes a mapping. Default: nothing to calibrate."""
+        return mapping
+
     def simulate(self, mapping: Any, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-        """Run the mapped network on ``x`` (N, ...) and return its activity."""
+        """Run the mapped network on ``x`` (N, ...) and return its activity (``mapping`` unchanged)."""
         return simulate_float(mapping, x, batch_size, generator, progress)
+
+    def simulates_float(self, mapping: Any) -> bool:
+        """True when :meth:`simulate` is the float reference run of the mapping's graph
+        (:func:`simulate_float`), so a compile can reuse it as the reference."""
+        return type(self).simulate is Target.simulate
 
     @abstractmethod
     def cost(self, mapping: Any, activity: Activity) -> Cost:
@@ -176,15 +187,21 @@ class Target(ABC):
 
 def simulate_module(net: torch.nn.Module, graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
                     generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-    """Run a SpikingNet-like module (``run(x, record=True)``) over ``x`` in batches."""
+    """Run a SpikingNet-like module (``run(x, record=True)``) over ``x`` in batches.
+
+    Streaming: each batch's recorded layer outputs are reduced to per-layer statistics
+    (:func:`deploy.metrics.activity_from_record`) and dropped before the next batch, so
+    peak memory is set by ``batch_size``, not by ``len(x)``. Runs under
+    ``torch.inference_mode`` (no autograd graph; the neurons update in place)."""
     from tqdm.auto import tqdm
 
     parts = []
     batches = range(0, len(x), batch_size)
-    with torch.no_grad():
+    with torch.inference_mode():
         for i in tqdm(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
             out, values = net.run(x[i:i + batch_size], record=True, generator=generator)
             parts.append(activity_from_record(graph, values, out))
+            del out, values
             extra = getattr(net, "pop_counters", None)
             if extra is not None:
                 for name, counters in extra().items():
