@@ -32,7 +32,7 @@ _LAZY = {
     "netx": ("deploy.api.netx", "netx"),
     "report": ("deploy.api.report", "report"),
     "train": ("deploy.training.recipes", "train"),
-    "explore": ("deploy.explore", "explore"),
+    "explore": ("deploy.explore.api", "explore"),
     "load_model": ("deploy.io.loader", "load_model"),
     "from_torch": ("deploy.io.loader", "from_torch"),
     "Graph": ("deploy.core.ir", "Graph"),
@@ -52,7 +52,7 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """Keeps the API functions ``deploy.convert``, ``deploy.distill`` and ``deploy.report`` in place
+    """Keeps the API functions ``deploy.training.convert``, ``deploy.training.distill`` and ``deploy.report`` in place
     when their same-named submodules are imported (the import system would set the module as the
     package attribute); the submodules stay reachable through ``sys.modules`` and ``from`` imports."""
 

@@ -115,7 +115,8 @@ def seed_option(*names: str, help: str = "random seed") -> Any:
 
 def out_option(kind: str = "folder", help: str | None = None) -> Any:
     """``-o/--out``: an output ``kind`` ("folder" or "file") whose location is checked at parse time."""
-    return typer.Option("-o", "--out", help=help or f"output {kind}", parser=output(kind), metavar="PATH")
+    return typer.Option("-o", "--out", help=help or f"output {kind}", parser=output(kind), metavar="PATH",
+                        show_default=True)
 
 
 def count_option(*names: str, help: str) -> Any:
@@ -127,11 +128,11 @@ DtOpt = Annotated[float | None, float_option(
     "--dt", help="time step in seconds that discretizes a NIR model's time constants "
                  "(NIR stores none; snnTorch writes with 1e-4)", min=0, min_open=True)]
 EncodingOpt = Annotated[str | None, typer.Option(
-    "--encoding", help="input encoding: direct | rate | latency | events (default: the model's; "
+    "--encoding", metavar="ENCODING", help="input encoding: direct | rate | latency | events (default: the model's; "
                        "event frames on a direct model run as events)")]
 TimestepsOpt = Annotated[int | None, int_option("--timesteps", help="override the model's timesteps", min=1)]
 DataOpt = Annotated[str, typer.Option(
-    "--data", help="digits | mnist | events | a data file (.npz/.pt/.h5 with x, y; see README)")]
+    "--data", metavar="DATA", help="digits | mnist | events | a data file (.npz/.pt/.h5 with x, y; see README)")]
 SamplesOpt = Annotated[int | None, count_option("--samples", help="test samples to simulate (default: all)")]
 SplitSeedOpt = Annotated[int, seed_option(
     "--split-seed", help="seed of the digits/MNIST train/test split and of the synthetic event streams "
@@ -153,7 +154,7 @@ def check(dt: float | None = None, encoding: str | None = None, timesteps: int |
     check_model_options(dt, encoding, timesteps)
 
 
-ModelArg = Annotated[str, typer.Argument(help="model: native .pt, NIR .nir/.h5, or file.py:factory",
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="model: native .pt, NIR .nir/.h5, or file.py:factory",
                                          show_default=False)]
 TrustOpt = Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules (runs code)")]
 WeightsOpt = Annotated[str | None, typer.Option(

@@ -161,14 +161,36 @@ def _sha256(model: ModelLike, graph: ir.Graph) -> str:
 def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: float, seed: int,
                 batch_size: int, progress: bool, max_memory: int | str | None = None
                 ) -> tuple[Any, Activity, Cost]:
+    """map -> calibrate (an explicit step, on the first batch) -> simulate -> cost."""
     with budget.limit(max_memory):   # the target's own checks (e.g. in map) see the same limit
         mapping = tgt.map(graph)
     if x is None:
         activity = assumed_activity(tgt.graph_of(mapping), rate)
     else:
+        mapping = tgt.calibrate(mapping, x, batch_size)
         gen = torch.Generator().manual_seed(seed)
         activity = tgt.simulate(mapping, x, batch_size=batch_size, generator=gen, progress=progress)
     return mapping, activity, tgt.cost(mapping, activity)
+
+
+#: memory the recorded activations of one simulated batch may take when no batch size is given
+SIM_BATCH_BYTES = 512 * 1024 ** 2
+#: the largest batch chosen automatically (the former fixed default; larger batches barely speed up a CPU run)
+MAX_AUTO_BATCH = 128
+
+
+def auto_batch_size(graph: ir.Graph, targets: list[str], samples: int | None = None,
+                    max_memory: int | str | None = None) -> int:
+    """The batch size whose simulation fits :data:`SIM_BATCH_BYTES` (and a quarter of the memory
+    limit), by :func:`deploy.core.budget.estimate_bytes` per sample on the most demanding of
+    ``targets``; at most ``samples`` and :data:`MAX_AUTO_BATCH`, at least 1. Peak memory then
+    depends on the network and this budget, not on the number of samples."""
+    per_sample = max(budget.estimate_bytes(graph, 1, graph.timesteps, t).parts.get("simulation", 0.0)
+                     for t in targets)
+    limit = budget.current_limit() if max_memory is None else budget.parse_size(max_memory)
+    room = min(SIM_BATCH_BYTES, limit // 4)
+    fits = int(room // per_sample) if per_sample > 0 else MAX_AUTO_BATCH
+    return max(1, min(MAX_AUTO_BATCH, samples or MAX_AUTO_BATCH, fits))
 
 
 def _totals(cost: Cost, activity: Activity, graph: ir.Graph) -> Totals:
@@ -185,9 +207,10 @@ def _breakdown(cost: Cost) -> Breakdown:
 def compile(model: ModelLike, target: str | Target = "digital",
             data: str | tuple[torch.Tensor, torch.Tensor] | None = "digits", samples: int | None = None,
             timesteps: int | None = None, config: str | None = None, compare: str | None = None,
-            seed: int = 0, rate: float = 0.1, batch_size: int = 128, progress: bool = False,
+            seed: int = 0, rate: float = 0.1, batch_size: int | None = None, progress: bool = False,
             trust_pickle: bool = False, weights: str | None = None, dt: float | None = None,
-            encoding: str | None = None, split_seed: int = 0, max_memory: int | str | None = None) -> Report:
+            encoding: str | None = None, split_seed: int = 0, max_memory: int | str | None = None,
+            reference: bool = True) -> Report:
     """Map ``model`` onto ``target``, simulate it on ``data`` and report its costs.
 
     ``data``: a dataset name (digits | mnist | events), a data file (.npz, .pt,
@@ -202,6 +225,11 @@ def compile(model: ModelLike, target: str | Target = "digital",
     ``seed`` seeds the simulation (device noise, stochastic rounding, rate/latency input
     spikes); ``split_seed`` the data: the digits/MNIST test split (README: 0) and the
     synthetic event streams, so another ``seed`` tests on the same samples.
+
+    ``batch_size`` samples are simulated at a time (None: chosen by :func:`auto_batch_size` from
+    a memory budget); only per-layer statistics are kept between batches. ``reference=False``
+    skips the float reference run (``accuracy.reference`` is then None); otherwise it runs once,
+    or not at all when this or the compared target simulates in float anyway (its run is reused).
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -209,7 +237,10 @@ def compile(model: ModelLike, target: str | Target = "digital",
     if not 0 <= rate <= 1:
         raise DeployError(f"--rate must lie in [0, 1], got {rate}")
     tgt = get_target(target, config) if isinstance(target, str) else target
-    _check_memory(graph, [tgt.name] + ([compare] if compare else []), data, samples, batch_size, max_memory)
+    targets = [tgt.name] + ([compare] if compare else [])
+    if batch_size is None:
+        batch_size = auto_batch_size(graph, targets, samples if data is not None else 1, max_memory)
+    _check_memory(graph, targets, data, samples, batch_size, max_memory)
 
     x = y = None
     accuracy = None
@@ -217,26 +248,30 @@ def compile(model: ModelLike, target: str | Target = "digital",
         ts = load_test_set(graph, data, samples, split_seed, fixed_encoding=encoding is not None)
         data_name, x, y = ts.name, ts.x, ts.y
     mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress, max_memory)
-    if x is not None:
-        # the reference is the float model: float32 neurons on the stored weights, whatever
-        # precision the graph records (the target's run above is the bit-true one)
-        ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed))
-        accuracy = Accuracy(dataset=data_name, samples=len(x), reference=ref.accuracy(y),
-                            deployed=activity.accuracy(y), file=ts.file, sha256=ts.sha256)
+    ref = activity if x is not None and tgt.simulates_float(mapping) else None
 
     comparison = o_act = None
     if compare:
         other = get_target(compare, config if _shares_spec(tgt, compare) else None)
-        _, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress, max_memory)
+        o_map, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress, max_memory)
+        if ref is None and x is not None and other.simulates_float(o_map):
+            ref = o_act
         ratios = {"energy": _ratio(o_cost.energy_j, cost.energy_j),
                   "latency": _ratio(o_cost.latency_s, cost.latency_s),
                   "memory": _ratio(o_cost.memory_bytes, cost.memory_bytes)}
         comparison = Comparison(target=other.name, totals=_totals(o_cost, o_act, graph), breakdown=_breakdown(o_cost),
                                 accuracy_deployed=o_act.accuracy(y) if y is not None else None,
                                 ratios=ratios, this_target=tgt.name,
-                                this_accuracy_deployed=accuracy.deployed if accuracy else None,
+                                this_accuracy_deployed=activity.accuracy(y) if y is not None else None,
                                 this_spikes=activity.total("spikes"), spikes=o_act.total("spikes"),
                                 layer_spikes={k: la.spikes for k, la in o_act.layers.items() if la.kind == "lif"})
+    if x is not None:
+        if reference and ref is None:
+            # the reference is the float model: float32 neurons on the stored weights, whatever
+            # precision the graph records (the target's run above is the bit-true one)
+            ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed))
+        accuracy = Accuracy(dataset=data_name, samples=len(x), reference=ref.accuracy(y) if reference else None,
+                            deployed=activity.accuracy(y), file=ts.file, sha256=ts.sha256)
 
     mode = "activity" if x is not None else "assumed-rate"
     assumptions = list(cost.assumptions)

@@ -166,10 +166,21 @@ class Target(ABC):
             raise TargetError(str(violations[0]))
         return graph
 
+    def calibrate(self, mapping: Any, x: torch.Tensor, batch_size: int = 128) -> Any:
+        """The mapping with whatever the target sets from sample inputs ``x`` (e.g. conversion
+        references), as a new object: ``mapping`` itself is left as it is. This is an explicit step
+        before :meth:`simulate`, which never changes a mapping. Default: nothing to calibrate."""
+        return mapping
+
     def simulate(self, mapping: Any, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-        """Run the mapped network on ``x`` (N, ...) and return its activity."""
+        """Run the mapped network on ``x`` (N, ...) and return its activity (``mapping`` unchanged)."""
         return simulate_float(mapping, x, batch_size, generator, progress)
+
+    def simulates_float(self, mapping: Any) -> bool:
+        """True when :meth:`simulate` is the float reference run of the mapping's graph
+        (:func:`simulate_float`), so a compile can reuse it as the reference."""
+        return type(self).simulate is Target.simulate
 
     @abstractmethod
     def cost(self, mapping: Any, activity: Activity) -> Cost:

@@ -32,10 +32,11 @@ BASE = {
     "convert": [ANN, "-o", "c.pt", "--data", "digits"],
     "report": ["r.json"],
     "targets": [],
+    "explore": ["space.yaml", "-o", "ex"],
 }
 #: -o of each command that writes: a folder or a file
 OUTPUTS = {"compile": "folder", "report": "folder", "quantize": "folder", "export": "file", "netx": "file",
-           "finetune": "file", "convert": "file", "distill": "file"}
+           "finetune": "file", "convert": "file", "distill": "file", "explore": "folder"}
 BAD_INT = ["abc", "1.5", "-1", ""]
 BAD_FLOAT = ["abc", "nan", "inf", "-1"]
 

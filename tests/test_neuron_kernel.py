@@ -70,6 +70,7 @@ def test_loihi_kernel_hand_computed():
     s, v = k.run(torch.tensor([64, 64, 0], dtype=torch.int64).view(3, 1, 1), record_state=True)
     assert s.view(-1).tolist() == [False, True, False]
     assert v.view(-1).tolist() == [64, 0, 0]
+    k = LoihiKernel(ku=0, kv=2048, vth=64, bias=torch.full((1,), 70, dtype=torch.int64), u_wraps=False,
+                    sum_wraps=False, v_wraps=False)
     k.bias_on = True
-    k.bias = torch.full((1,), 70, dtype=torch.int64)
     assert k.run(torch.zeros(2, 1, 1, dtype=torch.int64)).view(-1).tolist() == [True, True]

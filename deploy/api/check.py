@@ -15,7 +15,7 @@ from deploy.core.errors import DeployError
 
 #: (pattern in the target's message or resource, fix); the first match wins
 FIXES: tuple[tuple[str, str], ...] = (
-    (r"output layer must be lif.*got li\b",
+    (r"output layer must be lif.*got li\b|type 'li' is not supported",
      "use a spiking (IF/LIF) readout: `deploy convert ... --readout if` for a converted ANN, or retrain "
      "with a lif output layer"),
     (r"output layer must be lif", "end the network with a lif layer (predictions are output spike counts)"),
@@ -29,7 +29,6 @@ FIXES: tuple[tuple[str, str], ...] = (
     (r"cores in total", "use loihi2 (more memory per core), quantize the weights (`deploy quantize "
                         "--target loihi --max-cores N`), or allow more chips (--config options: {chips: N})"),
     (r"per core", "quantize the weights to fewer bits (`deploy quantize --target TARGET`) or use loihi2"),
-    (r"not supported", "replace the layer by one the target runs (see the message)"),
 )
 
 

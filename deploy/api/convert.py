@@ -1,4 +1,4 @@
-"""``deploy.convert``: an ANN checkpoint in, a spiking graph (and optionally a native checkpoint) out."""
+"""``deploy.training.convert``: an ANN checkpoint in, a spiking graph (and optionally a native checkpoint) out."""
 
 from __future__ import annotations
 

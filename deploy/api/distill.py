@@ -1,4 +1,4 @@
-"""``deploy.distill``: train a student SNN from a teacher (see :func:`deploy.training.distill.distill.distill`)."""
+"""``deploy.training.distill``: train a student SNN from a teacher (see :func:`deploy.training.distill.distill.distill`)."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def load_split(name: str, graph, seed: int, fixed_encoding: bool = False, sample
 
 
 def quantize(model: Any, out: str | Path | None = None, *, data: str = "digits", max_acc_drop: float = 1.0,
-             max_memory_kb: float | None = None, max_cores: int | None = None, max_latency: float | None = None,
+             max_memory: float | None = None, max_cores: int | None = None, max_latency: float | None = None,
              max_energy: float | None = None, weight_bits: str = "2..16", neuron_bits: str = "4..24",
              rounding: str = "all", scheme: str = "both", per_layer: bool = False, granularity: str = "channel",
              target: str | None = None, objective: str | None = None, samples: int | None = None,
@@ -67,7 +67,7 @@ def quantize(model: Any, out: str | Path | None = None, *, data: str = "digits",
     :class:`quant.search.SearchResult`; with ``out``, also write search.json, model.pt and
     pareto.png there (``onnx``: the chosen synapses as QCDQ ONNX too).
 
-    Units: ``max_acc_drop`` in accuracy points, ``max_memory_kb`` in KB (1024 B), ``max_latency``
+    Units: ``max_acc_drop`` in accuracy points, ``max_memory`` in KB (1024 B), ``max_latency``
     in seconds and ``max_energy`` in joules per inference on ``target``; bit widths as ``2..16``
     or ``2,4,8``."""
     from deploy.cli_options import check, load
@@ -85,7 +85,7 @@ def quantize(model: Any, out: str | Path | None = None, *, data: str = "digits",
     split = load_split(data, graph, split_seed, fixed_encoding=encoding is not None, samples=samples)
     tgt = get_target(target) if target else None
     result = search(graph, split, max_acc_drop=max_acc_drop,
-                    max_memory=None if max_memory_kb is None else max_memory_kb * 1024, weight_bits=ws,
+                    max_memory=None if max_memory is None else max_memory * 1024, weight_bits=ws,
                     neuron_bits=ns, rounding=modes, schemes=SCHEME_CHOICES[scheme], per_layer=per_layer,
                     per_channel=granularity == "channel", target=tgt, objective=objective, samples=samples,
                     qat_epochs=qat_epochs, seed=seed, progress=bars.enabled() if progress is None else progress,

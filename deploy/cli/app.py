@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperOption
 
 from deploy import __version__
 
@@ -20,6 +21,21 @@ EPILOG = "Global options, accepted before or after the command: --debug (traceba
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, epilog=EPILOG,
                   help="Deploy spiking networks on simulated neuromorphic hardware and report their costs.")
+# help lists an argument as its metavar and help text, and an option's value as a plain word:
+# Typer would show Python types ("MODEL <str>", "--address <str>")
+_typer_option_type = TyperOption.display_type_rich
+
+
+def _option_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    label = _typer_option_type(self, ctx)
+    if not label or not label.startswith("<"):
+        return label
+    word = label.strip("<>").removesuffix("...")
+    return {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "bool": "", "path": "PATH"}.get(word, word.upper())
+
+
+TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+TyperOption.display_type_rich = _option_type  # type: ignore[method-assign]
 console = Console()
 err_console = Console(stderr=True)
 state = {"debug": False}

@@ -32,21 +32,16 @@ def check_cmd(
 ) -> None:
     """Check MODEL against each target's constraints: every violation with its layer, resource,
     need and limit, and the fix when one exists."""
-    from rich.table import Table
-
     from deploy.api.check import check
 
     found = check(model, target or None, config=config, trust_pickle=trust_pickle, weights=weights, dt=dt,
                   encoding=encoding, timesteps=timesteps)
-    table = Table(title="deploy check")
-    for col in ("target", "status", "layer", "problem", "fix"):
-        table.add_column(col, no_wrap=col in ("target", "status", "layer"))
     for name, problems in found.items():
-        if not problems:
-            table.add_row(name, "fits", "", "", "")
+        console.print(f"{name}: {'fits' if not problems else 'does not fit'}", markup=False, highlight=False)
         for p in problems:
-            table.add_row(name, "fails", p.layer or "-", p.message, p.fix or "-")
-    console.print(table)
+            console.print(f"  - {p.message}", markup=False, highlight=False)
+            if p.fix:
+                console.print(f"    fix: {p.fix}", markup=False, highlight=False)
     bad = [n for n, p in found.items() if p]
     if bad:
         console.print(f"does not fit: {', '.join(bad)}", markup=False, highlight=False)

@@ -47,7 +47,9 @@ def compile_cmd(
     split_seed: SplitSeedOpt = 0,
     rate: Annotated[float, float_option("--rate", help="assumed spikes per neuron per timestep with --data none "
                                                        "(1 = worst case)", min=0, max=1)] = 0.1,
-    batch_size: Annotated[int, count_option("--batch-size", help="simulation batch size, samples")] = 128,
+    batch_size: Annotated[int | None, count_option(
+        "--batch-size", help="simulation batch size, samples (default: from a memory budget)")] = None,
+    no_reference: Annotated[bool, typer.Option("--no-reference", help="skip the float reference run")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="skip PNG figures")] = False,
     trust_pickle: TrustOpt = False,
     weights: WeightsOpt = None,
@@ -68,7 +70,7 @@ def compile_cmd(
     report = run(model, target=target, data=data, samples=samples, timesteps=timesteps, config=config,
                  compare=compare, seed=seed, rate=rate, batch_size=batch_size, trust_pickle=trust_pickle,
                  weights=weights, dt=dt, encoding=encoding, split_seed=split_seed, max_memory=max_memory,
-                 out=out, figures=not no_figures)
+                 reference=not no_reference, out=out, figures=not no_figures)
     print_summary(report, console)
     written("report", out)
 

@@ -21,7 +21,7 @@ from deploy.cli_options import (
 
 
 def convert_cmd(
-    model: Annotated[str, typer.Argument(help="ANN: a neurodeploy-ann .pt, or a pickled nn.Module with "
+    model: Annotated[str, typer.Argument(metavar="ANN", help="ANN: a neurodeploy-ann .pt, or a pickled nn.Module with "
                                               "--trust-pickle", show_default=False)],
     out: Annotated[Path, out_option("file", "SNN checkpoint to write")],
     method: Annotated[str, typer.Option(metavar="METHOD", help="threshold-balance | clip")] = "threshold-balance",

@@ -23,7 +23,7 @@ from deploy.cli_options import (
 
 
 def distill_cmd(
-    teacher: Annotated[Path, typer.Argument(help="teacher: neurodeploy-ann checkpoint, native SNN or NIR",
+    teacher: Annotated[Path, typer.Argument(metavar="TEACHER", help="teacher: neurodeploy-ann checkpoint, native SNN or NIR",
                                             show_default=False)],
     student: Annotated[Path, typer.Option("--student", metavar="PATH", show_default=False,
                                           help="student spec YAML (deploy.core.net.build format)")],

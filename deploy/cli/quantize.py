@@ -84,7 +84,7 @@ def quantize_cmd(
     from deploy.api.quantize import quantize
 
     runtime(progress, threads)
-    result = quantize(model, out, data=data, max_acc_drop=max_acc_drop, max_memory_kb=max_memory,
+    result = quantize(model, out, data=data, max_acc_drop=max_acc_drop, max_memory=max_memory,
                       max_cores=max_cores, max_latency=max_latency, max_energy=max_energy,
                       weight_bits=weight_bits, neuron_bits=neuron_bits, rounding=rounding, scheme=scheme,
                       per_layer=per_layer, granularity=granularity, target=target, objective=objective,

@@ -12,7 +12,7 @@ from deploy.cli_options import out_option
 
 
 def report_cmd(
-    reports: Annotated[list[Path], typer.Argument(help="report.json files", show_default=False)],
+    reports: Annotated[list[Path], typer.Argument(metavar="REPORT", help="report.json files", show_default=False)],
     out: Annotated[Path | None, out_option("folder", "folder for the re-rendered report(s)")] = None,
 ) -> None:
     """Re-render one report, or compare several side by side (ratios vs the first)."""

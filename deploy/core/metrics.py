@@ -270,17 +270,23 @@ def _fed_by_input(graph: ir.Graph, node: ir.Node) -> bool:
 
 def simulate_module(net: torch.nn.Module, graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
                     generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-    """Run a SpikingNet-like module (``run(x, record=True)``) over ``x`` in batches."""
+    """Run a SpikingNet-like module (``run(x, record=True)``) over ``x`` in batches.
+
+    Streaming: each batch's recorded layer outputs are reduced to per-layer statistics
+    (:func:`activity_from_record`) and dropped before the next batch, so peak memory is set
+    by ``batch_size``, not by ``len(x)``. Runs under ``torch.inference_mode`` (no autograd
+    graph; the neurons update in place)."""
     from tqdm.auto import tqdm
 
     from deploy.core.errors import TargetError
 
     parts = []
     batches = range(0, len(x), batch_size)
-    with torch.no_grad():
+    with torch.inference_mode():
         for i in tqdm(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
             out, values = net.run(x[i:i + batch_size], record=True, generator=generator)
             parts.append(activity_from_record(graph, values, out))
+            del out, values
             extra = getattr(net, "pop_counters", None)
             if extra is not None:
                 for name, counters in extra().items():

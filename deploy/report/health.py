@@ -55,7 +55,7 @@ def check(report: Report, activity: Activity | None = None, other: Activity | No
 # -- accuracy ---------------------------------------------------------------------------
 def _collapse(report: Report, graph: ir.Graph | None) -> list[HealthWarning]:
     acc = report.accuracy
-    if acc is None:
+    if acc is None or acc.reference is None:
         return []
     found = [(report.target.name, acc.deployed)]
     if report.comparison is not None and report.comparison.accuracy_deployed is not None:

@@ -104,7 +104,7 @@ def _document(report: Report, figures: Sequence[str]) -> _Doc:
         doc.add("h2", "Accuracy")
         doc.add("kv", [("dataset", f"{a.dataset}, {a.samples} samples"), ("reference (float)", _pct(a.reference)),
                        ("deployed", _pct(a.deployed)),
-                       ("change", f"{100 * (a.deployed - a.reference):+.1f} points")]
+                       ("change", "n/a" if a.reference is None else f"{100 * (a.deployed - a.reference):+.1f} points")]
                 + ([("data file", f"{a.file} (sha256 {(a.sha256 or '')[:16]}…)")] if a.file else []))
     tot = report.totals
     doc.add("h2", "Totals (per inference)")

@@ -44,7 +44,7 @@ class TargetInfo(_Strict):
 class Accuracy(_Strict):
     dataset: str
     samples: int
-    reference: float
+    reference: float | None       # None when the compile skipped the float reference
     deployed: float
     file: str | None = None       # the user's data file (--data PATH), and its sha256
     sha256: str | None = None

@@ -58,6 +58,9 @@ class DigitalTarget(Target):
 
         return fixed_point_activity(graph, x, batch_size, generator, progress)
 
+    def simulates_float(self, mapping) -> bool:
+        return not fixed_point(self.graph_of(mapping))
+
     def _arith(self, bits: int) -> tuple[float, float]:
         """(add, multiply) energy in pJ at a precision: int8 figures up to 8 bits, fp32 above."""
         s = self.spec

@@ -65,17 +65,23 @@ class ImcTarget(Target):
         the same tiled partial sums without conversion (ideal ADC, the speed floor)."""
         return CrossbarNet(mapping, self.off_units, mode="floor" if floor else "sim").eval()
 
+    def calibrate(self, mapping: ImcMapping, x: torch.Tensor, batch_size: int = 128) -> ImcMapping:
+        """With the ``calibrate`` option: a copy of ``mapping`` whose conversion steps (SA
+        references) are MSE-optimal for the partial sums of the first ``batch_size`` samples of
+        ``x`` (per column group, no labels); otherwise ``mapping`` as it is."""
+        if not self.config.calibrate or mapping.calibrated:
+            return mapping
+        steps = self.network(mapping).calibrate(x[:batch_size])
+        return mapping.with_steps(steps, f"conversion steps (SA references) calibrated on the first "
+                                         f"{min(batch_size, len(x))} simulated samples (MSE-optimal per column "
+                                         "group, no labels)")
+
     def simulate(self, mapping: ImcMapping, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-        net = self.network(mapping)
-        if self.config.calibrate:
-            steps = net.calibrate(x[:batch_size])
-            for name, vals in steps.items():
-                mapping.layers[name].steps[:] = vals
-            if not any("calibrated" in n for n in mapping.notes):
-                mapping.notes.append(f"conversion steps (SA references) calibrated on the first {min(batch_size, len(x))} "
-                                     "simulated samples (MSE-optimal per column group, no labels)")
-        return simulate_module(net, mapping.graph, x, batch_size, generator, progress)
+        """The crossbar simulation of ``x``; with the ``calibrate`` option an uncalibrated mapping is
+        calibrated first (:meth:`calibrate`, on a copy: ``mapping`` is not changed)."""
+        mapping = self.calibrate(mapping, x, batch_size)
+        return simulate_module(self.network(mapping), mapping.graph, x, batch_size, generator, progress)
 
     def trainable(self, graph: ir.Graph, *, noise: bool = False, learn_steps: bool = True,
                   learn_scales: bool = True) -> CrossbarNet:

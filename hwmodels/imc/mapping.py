@@ -21,7 +21,7 @@ with as many planes as their integer range needs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,16 @@ class ImcMapping:
     adc: bool
     layers: dict[str, LayerMap]
     notes: list[str] = field(default_factory=list)
+
+    #: True once conversion steps have been set from sample inputs (:meth:`with_steps`)
+    calibrated: bool = False
+
+    def with_steps(self, steps: dict[str, list[float]], note: str) -> ImcMapping:
+        """A calibrated copy: the given layers' conversion steps replaced, ``note`` added.
+        The weights and every other layer are shared with this mapping, which stays as it is."""
+        layers = {name: replace(lm, steps=np.asarray(steps[name], dtype=lm.steps.dtype)) if name in steps else lm
+                  for name, lm in self.layers.items()}
+        return replace(self, layers=layers, notes=[*self.notes, note], calibrated=True)
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per synaptic layer: arrays, utilisation, columns, planes."""

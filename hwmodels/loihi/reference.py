@@ -63,8 +63,12 @@ def connection_output(net: LoihiNetwork, conn: Connection, src: torch.Tensor) ->
     in float64; wrap-arounds are applied only when the bound says they can occur.
     """
     steps, batch = src.shape[:2]
-    msgs = src if conn.graded else (src != 0).to(torch.int64)
-    msg_max = int(msgs.abs().max()) if msgs.numel() else 0
+    if conn.graded:
+        msgs = src
+        lo, hi = torch.aminmax(msgs) if msgs.numel() else (torch.tensor(0), torch.tensor(0))
+        msg_max = max(-int(lo), int(hi))
+    else:                                          # spikes: 0/1, converted once to the sum's type below
+        msgs, msg_max = src != 0, 1
     if conn.kind == "conv":
         weight = conn.weight
     else:
@@ -72,24 +76,45 @@ def connection_output(net: LoihiNetwork, conn: Connection, src: torch.Tensor) ->
     bound = _max_sum(conn, weight, msg_max)
     ftype = torch.float32 if bound < 2 ** 24 else torch.float64
     w = torch.from_numpy(np.asarray(weight, dtype=np.float64)).to(ftype)
+    # only the steps that carry a message and arrive within the run are summed
+    lag = 1 + conn.delay
+    live = msgs.reshape(steps, -1).any(1).nonzero().view(-1)
+    lo = int(live[0]) if len(live) else 0
+    hi = min(int(live[-1]) + 1 if len(live) else 0, steps - lag)
+    part = msgs[lo:max(hi, lo + 1)]
+    n = part.shape[0]
     if conn.kind == "conv":
-        x = msgs.reshape(steps * batch, *net.shape_of(conn.source)).to(ftype)
-        y = F.conv2d(x, w, None, conn.stride, conn.padding, conn.dilation, conn.groups)
-        a = torch.round(y).to(torch.int64).reshape(steps, batch, -1)
-        if bound >= _MAX_UV:
-            a = wrap24(a)
+        x = part.reshape(n * batch, *net.shape_of(conn.source)).to(ftype)
+        y = F.conv2d(x, w, None, conn.stride, conn.padding, conn.dilation, conn.groups).reshape(n, batch, -1)
+        out = _zeros_outside(steps, batch, y.shape[-1], lo + lag, hi + lag)
+        if hi <= lo:
+            return out
+        if bound < _MAX_UV:                        # exact integer sums (see the bound), cast once
+            out[lo + lag:hi + lag].copy_(y[:hi - lo])
+            return out
+        a = wrap24(y.to(torch.int64))
     else:
-        a = torch.round(msgs.reshape(steps, batch, -1).to(ftype) @ w.T).to(torch.int64)
+        a = torch.round(part.reshape(n, batch, -1).to(ftype) @ w.T).to(torch.int64)
+        out = _zeros_outside(steps, batch, a.shape[-1], lo + lag, hi + lag)
+        if hi <= lo:
+            return out
         if conn.graded and bound >= 2 ** 31:
             a = wrap32(a)
         a = a << conn.weight_exp if conn.weight_exp > 0 else a >> -conn.weight_exp
         bound <<= max(conn.weight_exp, 0)
     if bound >= 2 ** 31:
         a = wrap32(a)
-    lag = 1 + conn.delay
-    out = torch.zeros_like(a)
-    if lag < steps:
-        out[lag:] = a[:steps - lag]
+    out[lo + lag:hi + lag] = a[:hi - lo]
+    return out
+
+
+def _zeros_outside(steps: int, batch: int, n: int, lo: int, hi: int) -> torch.Tensor:
+    """An int64 (steps, batch, n) tensor, zero outside steps [lo, hi) (the caller fills those)."""
+    out = torch.empty(steps, batch, n, dtype=torch.int64)
+    if hi <= lo:
+        return out.zero_()
+    out[:lo] = 0
+    out[hi:] = 0
     return out
 
 
@@ -112,20 +137,29 @@ class LoihiKernel(NeuronKernel):
     (voltage, ``beta``); ``u`` wraps once at +-2^23, ``v`` adds the bias once its layer is live
     (``bias_on``), wraps as int32 and is clipped to 24 bits; reset to zero.
 
-    The int32 wrap-arounds are applied only when ``wraps`` says the range can reach them.
+    The int32 wrap-arounds are applied only when ``wraps`` says the range can reach them. The
+    state (int64) is updated in place; ``k = 0`` (no memory) and ``k = 4096`` (no leak) skip the
+    multiplication, which they leave exact.
     """
+
+    inplace = True
 
     def __init__(self, ku: int, kv: int, vth: int, bias: torch.Tensor, u_wraps: bool, sum_wraps: bool,
                  v_wraps: bool):
         super().__init__(kv, vth, ku, reset="zero")
         self.bias, self.bias_on = bias, False
+        self.has_bias = bool(bias.ne(0).any())
         self.u_wraps, self.sum_wraps, self.v_wraps = u_wraps, sum_wraps, v_wraps
 
     def decay(self, x, factor):
-        return shift_right_toward_zero(x * factor, DECAY_SHIFT)
+        if factor == 0:
+            return x.zero_()
+        if factor == 1 << DECAY_SHIFT:
+            return x
+        return x.mul_(factor).div_(1 << DECAY_SHIFT, rounding_mode="trunc")
 
     def integrate_current(self, i, x):
-        cur = i + x
+        cur = i.add_(x)
         if self.sum_wraps:
             cur = wrap32(cur)
         if not self.u_wraps:
@@ -134,15 +168,15 @@ class LoihiKernel(NeuronKernel):
         return torch.where(u <= -_MAX_UV, cur + 2 * _MAX_UV, u)
 
     def integrate(self, v, x, r=None):
-        v = v + x
-        if self.bias_on:
-            v = v + self.bias
+        v = v.add_(x)
+        if self.bias_on and self.has_bias:
+            v = v.add_(self.bias)
         if self.v_wraps:
             v = wrap32(v)
-        return torch.clamp(v, -_MAX_UV + 1, _MAX_UV - 1)
+        return v.clamp_(-_MAX_UV + 1, _MAX_UV - 1)
 
     def reset(self, v, s):
-        return v.masked_fill(s, 0)
+        return v.masked_fill_(s, 0)
 
 
 def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
@@ -152,15 +186,18 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
     ``loops``: the population's recurrent dense connections to itself, added to
     ``a_in`` step by step. The int32 wrap-arounds and the 24-bit wrap of ``u`` are
     applied only when the input's range can reach them (checked once, up front;
-    always with loops, where wrapping an in-range value changes nothing).
+    always with loops, where wrapping an in-range value changes nothing). Steps before
+    the population's ``start`` carry no input and no bias: its state stays zero there.
     """
     steps, batch, n = a_in.shape
     bias = torch.from_numpy(pop.effective_bias().reshape(-1))
-    a_max = int(a_in.abs().max()) if a_in.numel() else 0
+    a_max = _abs_max(a_in)
     drive = a_in << ACT_SHIFT
     if a_max << ACT_SHIFT >= 2 ** 31:
         drive = wrap32(drive)
-    a_max = int(drive.abs().max()) if drive.numel() else 0
+        a_max = _abs_max(drive)
+    else:
+        a_max <<= ACT_SHIFT
     # |u| < 2^23 holds for ever when the steady state of the largest drive stays inside;
     # otherwise u may wrap (once per step, as in Lava) and grow to the int32 limits
     u_wraps = a_max * (1 << DECAY_SHIFT) / (pop.du + 1) >= _MAX_UV
@@ -175,7 +212,13 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
     state = kernel.init_state(drive[0])
     spikes = torch.zeros(steps, batch, n, dtype=torch.uint8)
     states = {"u": [], "v": []}
+    quiet = min(max(pop.start, 0), steps) if not (rec or _abs_max(a_in[:pop.start])) else 0
     for t in range(steps):
+        if t < quiet:                       # nothing arrives and the bias is off: u = v = 0, no spike
+            if record_state:
+                states["u"].append(state["i"].clone())
+                states["v"].append(state["v"].clone())
+            continue
         d_t = drive[t]
         if rec:
             a_t = a_in[t]
@@ -193,6 +236,14 @@ def lif_run(pop: Population, a_in: torch.Tensor, record_state: bool = False,
     if record_state:
         out.update({k: torch.stack(val) for k, val in states.items()})
     return out
+
+
+def _abs_max(x: torch.Tensor) -> int:
+    """max |x| (0 for an empty tensor), in one pass."""
+    if not x.numel():
+        return 0
+    lo, hi = torch.aminmax(x)
+    return max(-int(lo), int(hi))
 
 
 def run(net: LoihiNetwork, xq: torch.Tensor, record_state: bool = False,

@@ -11,7 +11,6 @@ gives an untrained :class:`deploy.core.net.SpikingNet`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -53,7 +52,3 @@ def balance_thresholds(net, x: torch.Tensor, rate: float = 0.1, iters: int = 12)
             else:
                 hi = mid
         lif.threshold.fill_((lo * hi) ** 0.5)
-
-
-#: built-in architectures by name: name -> function returning a build() spec
-ARCHITECTURES: dict[str, Callable[..., dict[str, Any]]] = {NAME: dvsnet}

@@ -1,0 +1,133 @@
+"""Exploration results: trials.csv / results.parquet, pareto.json, pareto.png and a terminal table.
+
+Everything here is rendered from the stored trial rows alone (``OUT/trials/*.json``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from deploy.explore.space import OBJECTIVES, point_label
+from deploy.io.atomic import atomic_write, write_text
+
+#: the per-point columns of trials.csv after the configuration columns
+METRIC_COLUMNS = [field for field, _ in OBJECTIVES.values()]
+#: the figure's panels: (x objective, y objective)
+PANELS = (("energy", "accuracy"), ("latency", "energy"), ("memory", "accuracy"))
+UNITS = {"energy": "J", "latency": "s", "memory": "B", "area": "mm²", "cores": "", "accuracy": ""}
+
+
+def table_rows(rows: list[dict[str, Any]], on_front: set[str]) -> list[dict[str, Any]]:
+    """One flat dict per trial: key, label, target, options (JSON), precision, objectives, pareto flag."""
+    out = []
+    for row in rows:
+        p, q = row["point"], row["point"].get("quant") or {}
+        out.append({"key": row["key"], "label": point_label(p), "target": p["target"],
+                    "options": json.dumps(p["options"], sort_keys=True),
+                    "weight_bits": q.get("weight_bits"), "neuron_bits": q.get("neuron_bits"),
+                    "scheme": q.get("scheme"), "finetune_epochs": (p.get("finetune") or {}).get("epochs"),
+                    **{c: row["metrics"].get(c) for c in METRIC_COLUMNS},
+                    "seed": row["seed"], "duration_s": row.get("duration_s"), "pareto": row["key"] in on_front})
+    return out
+
+
+def write_tables(out: Path, flat: list[dict[str, Any]]) -> None:
+    """OUT/trials.csv and OUT/results.parquet (same columns)."""
+    buf = io.StringIO()
+    if flat:
+        writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
+        writer.writeheader()
+        writer.writerows(flat)
+    write_text(out / "trials.csv", buf.getvalue())
+    import pandas as pd
+
+    atomic_write(out / "results.parquet", lambda p: pd.DataFrame(flat).to_parquet(p, index=False))
+
+
+def pareto_doc(rows: list[dict[str, Any]], front_rows: list[dict[str, Any]], directions: dict[str, str],
+               wall_s: float | None) -> dict[str, Any]:
+    """The content of pareto.json: objectives, counts and the front's points with their objectives."""
+    return {"schema": "neurodeploy.explore.pareto/1", "objectives": directions, "trials": len(rows),
+            "wall_time_s": wall_s,
+            "front": [{"key": r["key"], "label": point_label(r["point"]), "point": r["point"], "seed": r["seed"],
+                       "metrics": {o: r["metrics"][OBJECTIVES[o][0]] for o in directions},
+                       "report": f"trials/{r['key']}.json"} for r in front_rows]}
+
+
+def write_pareto(out: Path, doc: dict[str, Any]) -> None:
+    write_text(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
+
+
+def figure(rows: list[dict[str, Any]], on_front: set[str]):
+    """Accuracy vs energy, energy vs latency, memory vs accuracy; one colour per target, the
+    front over the chosen objectives ringed in black and labelled."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from deploy.report.figures import axis_unit
+
+    fig = Figure(figsize=(5.2 * len(PANELS), 4.2), layout="tight")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(PANELS), squeeze=False).ravel()
+    targets = list(dict.fromkeys(r["point"]["target"] for r in rows))
+    colours = {t: f"C{i}" for i, t in enumerate(targets)}
+    for ax, (xo, yo) in zip(axes, PANELS, strict=True):
+        xf, yf = OBJECTIVES[xo][0], OBJECTIVES[yo][0]
+        pts = [r for r in rows if r["metrics"].get(xf) is not None and r["metrics"].get(yf) is not None]
+        xs, xl = axis_unit([r["metrics"][xf] for r in pts], UNITS[xo])
+        ys, yl = axis_unit([r["metrics"][yf] for r in pts], UNITS[yo])
+        for t in targets:
+            sel = [r for r in pts if r["point"]["target"] == t]
+            ax.scatter([r["metrics"][xf] / xs for r in sel], [r["metrics"][yf] / ys for r in sel],
+                       s=28, color=colours[t], label=t, alpha=0.8)
+        best = [r for r in pts if r["key"] in on_front]
+        ax.scatter([r["metrics"][xf] / xs for r in best], [r["metrics"][yf] / ys for r in best], s=90,
+                   facecolors="none", edgecolors="black", linewidths=1.2, label="Pareto front")
+        for r in best:
+            ax.annotate(point_label(r["point"]), (r["metrics"][xf] / xs, r["metrics"][yf] / ys), fontsize=6,
+                        xytext=(4, 3), textcoords="offset points")
+        ax.set_xlabel(f"{xo} ({xl})" if xl else xo)
+        ax.set_ylabel(f"{yo} ({yl})" if yl else yo)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, frameon=False)
+    return fig
+
+
+def print_front(front_rows: list[dict[str, Any]], directions: dict[str, str], total: int, console=None) -> None:
+    """The front as a Rich table, one row per point."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from deploy.report.render import human
+
+    console = console or Console()
+    goal = ", ".join(f"{o} {d}" for o, d in directions.items())
+    table = Table(title=f"Pareto front: {len(front_rows)} of {total} points ({goal})")
+    table.add_column("point")
+    names = list(dict.fromkeys([*directions, "accuracy", "energy", "latency", "memory"]))
+    for name in names:
+        table.add_column(name, justify="right")
+    for r in front_rows:
+        cells = []
+        for name in names:
+            v = r["metrics"].get(OBJECTIVES[name][0])
+            cells.append("n/a" if v is None else f"{v:.4f}" if name == "accuracy" else human(v, UNITS[name]))
+        table.add_row(point_label(r["point"]), *cells)
+    console.print(table)
+
+
+def write_all(out: Path, rows: list[dict[str, Any]], front_rows: list[dict[str, Any]],
+              directions: dict[str, str], wall_s: float | None = None) -> dict[str, Any]:
+    """Write trials.csv, results.parquet, pareto.json and pareto.png into ``out``; returns pareto.json's doc."""
+    on_front = {r["key"] for r in front_rows}
+    write_tables(out, table_rows(rows, on_front))
+    doc = pareto_doc(rows, front_rows, directions, wall_s)
+    write_pareto(out, doc)
+    if rows:
+        fig = figure(rows, on_front)
+        atomic_write(out / "pareto.png", lambda p: fig.savefig(p, dpi=130, format="png"))
+    return doc

@@ -1,0 +1,147 @@
+"""PL-SDQN on CartPole-v1: train a spiking Q-network directly (PBLN), freeze it for deployment,
+record observations, and compile it on digital, imc and loihi (energy and latency per decision).
+
+Stages (each skipped when its output exists, unless ``--retrain``):
+
+1. train with per-sample PBLN statistics (double DQN) until the greedy policy averages
+   >= 475 over 100 episodes;
+2. freeze the PBLN statistics at their averages over the policy's own observations and
+   check the frozen policy on 100 episodes (fine-tuning in the frozen form if it falls
+   below 475); write the frozen form as a native checkpoint (plain LIF layers);
+3. record the greedy policy's observations (``obs.npz``: ``x`` = network inputs, ``y`` =
+   actions) and run ``deploy.compile`` on each target with ``data=None`` and with obs.npz.
+
+    python examples/sdqn_cartpole.py                  # about 15-30 min on one core
+    python examples/sdqn_cartpole.py --compile-only   # stage 3 on the shipped model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploy.io.atomic import write_text
+from deploy.training.rl import dqn
+from deploy.training.rl.sdqn import SDQN, save
+
+HERE = Path(__file__).resolve().parent
+MODEL = HERE / "models" / "cartpole_pl_sdqn.pt"
+OBS = HERE / "models" / "cartpole_obs.npz"
+TARGETS = ("digital", "imc", "loihi")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def train_model(seed: int, steps: int, lr: float = 1e-3) -> dict:
+    """Stages 1-2: returns the measured returns and writes MODEL."""
+    net = SDQN(seed=seed)
+    cfg = dqn.DQNConfig(steps=steps, lr=lr, batch_size=128, train_every=4, target_every=1_000,
+                        eval_every=2_500, seed=seed)
+    start = time.perf_counter()
+    res = dqn.train(net.set_mode("layer"), cfg, log=log)
+    layer_returns = dqn.evaluate(dqn.greedy(net), 100)
+    log(f"layer-PBLN policy: {np.mean(layer_returns):.1f} over 100 episodes ({res.steps} steps)")
+    x, _ = dqn.record_observations(net, episodes=20, seed=20_000)
+    net.calibrate(torch.from_numpy(x))
+    net.set_mode("frozen").eval()
+    frozen_returns = dqn.evaluate(dqn.greedy(net), 100)
+    log(f"frozen-PBLN policy: {np.mean(frozen_returns):.1f} over 100 episodes")
+    tuned_steps = 0
+    if np.mean(frozen_returns) < cfg.solved:
+        tune = dqn.DQNConfig(steps=steps // 2, lr=3e-4, batch_size=128, train_every=4, eval_every=2_500, eps_start=0.05,
+                             eps_end=0.02, warmup=2_000, seed=seed + 1)
+        res2 = dqn.train(net, tune, log=log)
+        tuned_steps = res2.steps
+        frozen_returns = dqn.evaluate(dqn.greedy(net), 100)
+        log(f"frozen-PBLN policy after fine-tuning: {np.mean(frozen_returns):.1f} over 100 episodes")
+    info = {"seed": seed, "train_steps": res.steps, "finetune_steps": tuned_steps,
+            "return_layer_pbln_100": float(np.mean(layer_returns)),
+            "return_frozen_100": float(np.mean(frozen_returns)),
+            "train_seconds": round(time.perf_counter() - start, 1), "history": res.history}
+    save(net, MODEL, meta=info)
+    return info
+
+
+def _policy(graph):
+    from deploy.core.net import SpikingNet
+
+    net = SpikingNet(graph).eval()
+
+    def act(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return net.logits(net(x)).argmax(-1)
+    return act
+
+
+def compile_all(samples: int) -> dict:
+    """Stage 3: the checkpoint on every target, assumed-rate and on recorded observations. Loihi
+    reads decisions from spike counts, so it gets the spike-readout variant (its return measured too)."""
+    from deploy.io import native
+    from deploy.pipeline import compile as deploy_compile
+    from deploy.training.rl.sdqn import spiking_readout
+
+    graph = native.load(MODEL)
+    doc_meta = native.read_checkpoint(MODEL).get("meta", {})
+    spiking = MODEL.with_name(MODEL.stem + "_spike_readout.pt")
+    native.save(spiking_readout(graph), spiking, meta={**doc_meta, "q_readout": "spike counts of IF neurons "
+                                                        "on the action-centred Q-current; action = argmax"})
+    policy = _policy(graph)
+    rows = {"return_ir_float_100": float(np.mean(dqn.evaluate(policy, 100))),
+            "return_spike_readout_100": float(np.mean(dqn.evaluate(_policy(native.load(spiking)), 100))),
+            "targets": {}}
+    seen: list[np.ndarray] = []
+    dqn.evaluate(policy, 3, seed=30_000, record=seen)
+    x = torch.from_numpy(np.stack(seen)[:samples])
+    np.savez(OBS, x=x.numpy(), y=policy(x).numpy())
+    rows["obs_samples"] = len(x)
+    log(f"returns over 100 episodes: LI readout {rows['return_ir_float_100']:.1f}, "
+        f"spike readout {rows['return_spike_readout_100']:.1f}")
+    for target, model in (("digital", MODEL), ("imc", MODEL), ("loihi", MODEL), ("loihi", spiking)):
+        row = {}
+        for data in (None, str(OBS)):
+            try:
+                rep = deploy_compile(str(model), target=target, data=data)
+            except Exception as exc:  # noqa: BLE001 - a target that cannot run the model says why
+                row["data" if data else "none"] = {"error": str(exc).splitlines()[0]}
+                continue
+            t = rep.totals
+            row["data" if data else "none"] = {
+                "energy_j": t.energy_j, "latency_s": t.latency_s, "spikes": t.spikes,
+                "action_agreement": rep.accuracy.deployed if rep.accuracy else None}
+        key = target + ("" if model == MODEL else " (spike readout)")
+        rows["targets"][key] = row
+        log(f"{key}: {row}")
+    return rows
+
+
+def main() -> None:
+    global MODEL
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=50_000)
+    ap.add_argument("--samples", type=int, default=512, help="recorded observations compiled")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--model", type=Path, default=MODEL, help="checkpoint written / compiled")
+    ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--compile-only", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("sdqn_results.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    MODEL = args.model
+    results = {}
+    if not args.compile_only and (args.retrain or not MODEL.exists()):
+        results["train"] = train_model(args.seed, args.steps, args.lr)
+    results["compile"] = compile_all(args.samples)
+    write_text(args.out, json.dumps(results, indent=1))
+    log(f"-> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
