@@ -46,4 +46,4 @@ def validate_options(schema: type[Options], options: Mapping[str, Any], target: 
     try:
         return schema.model_validate(dict(options))
     except ValidationError as exc:
-        raise TargetError(f"target '{target}': {_describe(exc.errors()[0])}") from None
+        raise TargetError(_describe(exc.errors()[0])) from None

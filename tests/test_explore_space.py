@@ -73,7 +73,7 @@ def test_finetune_applies_to_imc_points_only_and_optuna_is_parsed():
     (_with(targets__imc__bits_per_cell=[1, 9]), "option 'bits_per_cell' = 9 exceeds"),
     (_with(targets={"imc-adc": {"adc_bits": [4, 99]}}), "targets.imc-adc: option 'adc_bits' must be in 1.."),
     (_with(targets={"digital": {"rows": [64]}}), "targets.digital: unknown option 'rows' for target 'digital'"),
-    (_with(targets={"loihi": {"backend": ["fast"]}}), "targets.loihi: option backend must be one of"),
+    (_with(targets={"loihi": {"backend": ["fast"]}}), "targets.loihi: option 'backend' must be 'reference' or 'lava', got 'fast'"),
     (_with(targets={}), "targets: needs a mapping"),
     (_with(quant__weight_bits=[0]), "quant: "),
     (_with(quant__weight_bits=[]), "quant.weight_bits: empty list of values"),

@@ -49,13 +49,13 @@ def test_hold_out_keeps_validation_out_of_training(digits_split):
 
 
 def test_tiny_ensemble_distillation(digits_split):
-    from deploy.training.distill import build_ann, train_ann
+    from deploy.training import ann as annlib
 
     split = replace(digits_split, x_train=digits_split.x_train[:300], y_train=digits_split.y_train[:300],
                     x_test=digits_split.x_test[:100], y_test=digits_split.y_test[:100])
-    ann = build_ann({"input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 32},
+    ann = annlib.from_spec({"input_shape": [1, 8, 8], "layers": [{"type": "flatten"}, {"type": "linear", "out_features": 32},
                                                           {"type": "relu"}, {"type": "linear", "out_features": 10}]})
-    train_ann(ann, split, epochs=2, progress=False)
+    annlib.fit(ann, split, epochs=2, progress=False)
     res = distill_ensemble(ann, STUDENT, split, factors=(2.0, 1.5), epochs=1)
     assert len(res.assistants) == 2 and np.isclose(res.weights.sum(), 1.0)
     assert res.student.graph.name == "tiny"

@@ -77,7 +77,7 @@ def static_forward(net: SpikingNet, x: torch.Tensor,
         if len(node.inputs) != 1:
             raise ir.ModelError(f"layer '{node.name}': the static view takes chains of single-input layers")
         v = values[node.inputs[0]]
-        if node.kind in ("lif", "li"):
+        if node.kind in ir.NEURON_KINDS:
             values[node.name] = v if i == len(nodes) - 1 else act(v)
         else:
             values[node.name] = net.layers[node.name](v)
