@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check deploy hwmodels quant tests examples benchmarks
 
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf out .pytest_cache
