@@ -193,12 +193,12 @@ def simulate_module(net: torch.nn.Module, graph: ir.Graph, x: torch.Tensor, batc
     (:func:`deploy.metrics.activity_from_record`) and dropped before the next batch, so
     peak memory is set by ``batch_size``, not by ``len(x)``. Runs under
     ``torch.inference_mode`` (no autograd graph; the neurons update in place)."""
-    from tqdm.auto import tqdm
+    from deploy.progress import bar as progress_bar
 
     parts = []
     batches = range(0, len(x), batch_size)
     with torch.inference_mode():
-        for i in tqdm(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
+        for i in progress_bar(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
             out, values = net.run(x[i:i + batch_size], record=True, generator=generator)
             parts.append(activity_from_record(graph, values, out))
             del out, values
