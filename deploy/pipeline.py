@@ -181,7 +181,7 @@ def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: floa
 
 
 #: memory the recorded activations of one simulated batch may take when no batch size is given
-SIM_BATCH_BYTES = 512 * 1024 ** 2
+SIM_BATCH_BYTES = 256 * 1024 ** 2
 #: the largest batch chosen automatically (the former fixed default; larger batches barely speed up a CPU run)
 MAX_AUTO_BATCH = 128
 
