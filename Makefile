@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-logo
 
 bench: $(STAMP)
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf out .pytest_cache

@@ -7,6 +7,7 @@ option of the command is a keyword here.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -155,7 +156,14 @@ def _sha256(model: ModelLike, graph: ir.Graph) -> str:
         path = Path(str(model).split(":")[0]) if not Path(str(model)).exists() else Path(model)
         if path.is_file():
             return hashlib.sha256(path.read_bytes()).hexdigest()
-    return hashlib.sha256(graph.to_json().encode()).hexdigest()
+    # an in-memory graph: its architecture as JSON, then every tensor's name, dtype, shape and bytes
+    arch, tensors = graph.to_dict()
+    h = hashlib.sha256(json.dumps(arch, sort_keys=True, default=str).encode())
+    for key in sorted(tensors):
+        a = np.ascontiguousarray(tensors[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: float, seed: int,
@@ -174,7 +182,7 @@ def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: floa
 
 
 #: memory the recorded activations of one simulated batch may take when no batch size is given
-SIM_BATCH_BYTES = 512 * 1024 ** 2
+SIM_BATCH_BYTES = 256 * 1024 ** 2
 #: the largest batch chosen automatically (the former fixed default; larger batches barely speed up a CPU run)
 MAX_AUTO_BATCH = 128
 

@@ -27,7 +27,8 @@ import torch
 
 from deploy.io.atomic import write_text
 from deploy.training.rl import dqn
-from deploy.training.rl.sdqn import SDQN, save
+from deploy.training.rl.recipe import train_pl_sdqn
+from deploy.training.rl.sdqn import save
 
 HERE = Path(__file__).resolve().parent
 MODEL = HERE / "models" / "cartpole_pl_sdqn.pt"
@@ -40,31 +41,8 @@ def log(msg: str) -> None:
 
 
 def train_model(seed: int, steps: int, lr: float = 1e-3) -> dict:
-    """Stages 1-2: returns the measured returns and writes MODEL."""
-    net = SDQN(seed=seed)
-    cfg = dqn.DQNConfig(steps=steps, lr=lr, batch_size=128, train_every=4, target_every=1_000,
-                        eval_every=2_500, seed=seed)
-    start = time.perf_counter()
-    res = dqn.train(net.set_mode("layer"), cfg, log=log)
-    layer_returns = dqn.evaluate(dqn.greedy(net), 100)
-    log(f"layer-PBLN policy: {np.mean(layer_returns):.1f} over 100 episodes ({res.steps} steps)")
-    x, _ = dqn.record_observations(net, episodes=20, seed=20_000)
-    net.calibrate(torch.from_numpy(x))
-    net.set_mode("frozen").eval()
-    frozen_returns = dqn.evaluate(dqn.greedy(net), 100)
-    log(f"frozen-PBLN policy: {np.mean(frozen_returns):.1f} over 100 episodes")
-    tuned_steps = 0
-    if np.mean(frozen_returns) < cfg.solved:
-        tune = dqn.DQNConfig(steps=steps // 2, lr=3e-4, batch_size=128, train_every=4, eval_every=2_500, eps_start=0.05,
-                             eps_end=0.02, warmup=2_000, seed=seed + 1)
-        res2 = dqn.train(net, tune, log=log)
-        tuned_steps = res2.steps
-        frozen_returns = dqn.evaluate(dqn.greedy(net), 100)
-        log(f"frozen-PBLN policy after fine-tuning: {np.mean(frozen_returns):.1f} over 100 episodes")
-    info = {"seed": seed, "train_steps": res.steps, "finetune_steps": tuned_steps,
-            "return_layer_pbln_100": float(np.mean(layer_returns)),
-            "return_frozen_100": float(np.mean(frozen_returns)),
-            "train_seconds": round(time.perf_counter() - start, 1), "history": res.history}
+    """Stages 1-2 (:func:`deploy.training.rl.recipe.train_pl_sdqn`): returns what was measured and writes MODEL."""
+    net, info = train_pl_sdqn(seed, steps, lr, log=log)
     save(net, MODEL, meta=info)
     return info
 

@@ -118,3 +118,43 @@ def test_optuna_search_runs_on_tune_and_resumes(ray_local, tmp_path):
     assert result.front
     again = deploy.explore(space, tmp_path / "opt", quiet=True)
     assert again.computed == [] and [r["key"] for r in again.rows] == [r["key"] for r in result.rows]
+
+
+def test_killed_run_keeps_finished_trials_and_resumes_to_the_uninterrupted_table(first_run, ray_local, tmp_path):
+    """A driver joined to the running Ray with --address is killed (SIGKILL) as soon as its first
+    trial is stored; the rerun computes exactly the missing points, none of the stored ones, and
+    ends with the table of the uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    import deploy
+
+    _, uninterrupted = first_run
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    out = tmp_path / "out"
+    address = ray_local.get_runtime_context().gcs_address
+    proc = subprocess.Popen([sys.executable, "-m", "deploy.entry", "explore", str(space), "-o", str(out),
+                             "--address", address], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 600
+        while not list((out / "trials").glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    stored = _stamps(out)
+    assert 1 <= len(stored) <= 5
+    for path in (out / "trials").glob("*.json"):
+        assert json.loads(path.read_text())["key"] == path.stem   # whole rows only
+    resumed = deploy.explore(copy.deepcopy(SPACE), out, quiet=True)
+    assert set(resumed.computed) == {r["key"] for r in uninterrupted.rows} - set(stored)
+    assert {k: v for k, v in _stamps(out).items() if k in stored} == stored
+    table = [(r["key"], r["metrics"]) for r in resumed.rows]
+    assert table == [(r["key"], r["metrics"]) for r in uninterrupted.rows]

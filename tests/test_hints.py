@@ -60,3 +60,35 @@ def test_auto_hints_on_a_teacher(digits_split):
     pairs = auto_hint_pairs(teacher, student, x)
     assert [s for s, _ in pairs] == ["lif1", "lif4"]
     assert [t for _, t in pairs] == sorted((t for _, t in pairs), key=list(shapes).index)
+
+
+def test_api_hints_auto_records_the_clustered_pair(tmp_path, digits_split):
+    from deploy.api.distill import distill
+    from deploy.training.distill.distill import build_student
+    from deploy.training.distill.hint_selection import auto_hint_layers
+    from deploy.training.distill.teachers import load_teacher
+
+    teacher, spec = "examples/models/digits_ann.pt", "examples/students/digits_student.yaml"
+    _, meta = distill(teacher, spec, tmp_path / "s.pt", method="hint", hints="auto", epochs=1, progress=False)
+    expect = auto_hint_layers(load_teacher(teacher), build_student(spec), digits_split.x_train[:256])
+    assert meta["hint_layers"] == list(expect) and (tmp_path / "s.pt").is_file()
+
+
+def test_api_hints_auto_needs_the_hint_method(tmp_path):
+    from deploy.api.distill import distill
+    from deploy.core.errors import DeployError
+
+    with pytest.raises(DeployError, match="--hints auto"):
+        distill("examples/models/digits_ann.pt", "examples/students/digits_student.yaml", tmp_path / "s.pt",
+                method="kd", hints="auto", epochs=1)
+    assert not (tmp_path / "s.pt").exists()
+
+
+def test_cli_hints_option_reaches_the_api(tmp_path, capsys):
+    from deploy.cli import main
+
+    code = main(["distill", "examples/models/digits_ann.pt", "--student", "examples/students/digits_student.yaml",
+                 "-o", str(tmp_path / "s.pt"), "--method", "kd", "--hints", "auto"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "--hints auto" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s.pt").exists()

@@ -91,10 +91,10 @@ def test_proxy_gradient_is_the_snn_error_backpropagated_through_the_ann(digits_s
     (grad,) = torch.autograd.grad(loss, w)
     # reference: dL/do at the SNN output, pushed through the ANN's output by hand
     err = (torch.softmax(counts, -1) - F.one_hot(y, 10)) / len(y)
-    a = static_forward(net, x)
+    a = static_forward(net, x, proxy.rate_relu)
     (ref,) = torch.autograd.grad(a, w, grad_outputs=err)
     torch.testing.assert_close(grad, ref)
-    (ann_grad,) = torch.autograd.grad(F.cross_entropy(static_forward(net, x), y), w)
+    (ann_grad,) = torch.autograd.grad(F.cross_entropy(static_forward(net, x, proxy.rate_relu), y), w)
     assert not torch.allclose(grad, ann_grad, atol=1e-4)                        # not plain ANN training
 
 

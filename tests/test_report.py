@@ -136,7 +136,8 @@ def test_html_self_contained_with_embedded_pngs(tmp_path):
     assert len(blobs) == 3
     assert all(base64.b64decode(b).startswith(PNG_MAGIC) for b in blobs)
     assert base64.b64decode(blobs[0]) == (out / "energy_latency.png").read_bytes()
-    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//|url\(|@import|<script|<link""", page)
+    # self-contained: the inline sort script and styles load nothing
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//|url\(|@import|<script[^>]*src|<link""", page)
     assert "https://example.org/paper.pdf" in page   # a source URL stays plain text
     assert page.count("<tr>") >= 3 + 1 + 4
 
@@ -155,7 +156,9 @@ def test_figure_contents():
     rep = make_report(comparison=True)
     fig = figures.layer_energy_latency(rep)
     ax_e, ax_l = fig.axes[:2]
-    assert ax_e.get_yscale() == "log" and "(nJ)" in ax_e.get_ylabel()   # 12 pJ .. 1.5 nJ: two decades
+    assert ax_e.get_yscale() == "linear" and "(nJ)" in ax_e.get_ylabel()   # stacked bars stay linear
+    legend = [t.get_text() for t in ax_e.get_legend().get_texts()]
+    assert legend and all(t.endswith("%)") for t in legend)   # every component listed with its share
     heights = np.zeros(3)
     for patch in ax_e.patches:
         heights[round(patch.get_x() + patch.get_width() / 2)] += patch.get_height()

@@ -12,6 +12,7 @@ import torch
 
 from deploy import pipeline
 from deploy.core import data, ir
+from deploy.core.metrics import effective_synops
 from deploy.core.net import SpikingNet, build
 from deploy.report import render
 from deploy.training.arch import ARCHITECTURES
@@ -114,3 +115,14 @@ def test_synthetic_events_fit_the_event_pipeline():
     # the event inputs the benchmarks use are binary frames the float simulator accepts as they are
     x, _ = data.synthetic_events(2, 5, 16, 3, activity=0.3, seed=0)
     assert set(torch.unique(x).tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("k,stride,pad,dil,groups", [(3, 1, 1, 1, 1), (3, 2, 1, 1, 2), (5, 2, 0, 2, 1), (1, 3, 0, 1, 4)])
+def test_effective_conv_synops_equal_a_ones_kernel_convolution(k, stride, pad, dil, groups):
+    node = ir.Conv2d("c", ["input"], weight=np.zeros((8, 4 // groups, k, k), np.float32), stride=stride,
+                     padding=pad, dilation=dil, groups=groups)
+    x = (torch.rand(3, 2, 4, 11, 9, generator=torch.Generator().manual_seed(k)) > 0.6).float()
+    ones = torch.ones(groups, 4 // groups, k, k)
+    windows = torch.nn.functional.conv2d(x.reshape(6, 4, 11, 9), ones, stride=stride, padding=pad, dilation=dil,
+                                         groups=groups)
+    assert effective_synops(node, x) == float(windows.sum()) * (8 // groups)

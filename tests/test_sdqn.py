@@ -119,3 +119,11 @@ def test_spiking_readout_compiles_on_loihi(tmp_path):
     np.savez(tmp_path / "obs.npz", x=x.numpy(), y=y.numpy())
     assert main(["compile", str(path), "--target", "loihi", "--data", str(tmp_path / "obs.npz"),
                  "-o", str(tmp_path / "rep"), "--no-figures"]) == 0
+
+
+def test_pl_sdqn_is_a_registered_recipe():
+    from deploy.training import recipes
+    from deploy.training.rl import recipe
+
+    rec = recipes.get("pl-sdqn")
+    assert rec.train_fn() is recipe.train and not rec.needs_ann and "Sun" in rec.paper

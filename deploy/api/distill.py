@@ -18,11 +18,14 @@ def distill(teacher: str | Path, student: str | Path, out: str | Path | None = N
             assistant: str | Path | None = None, hetero: str = "class", learn_temperature: bool = True,
             lr: float = 2e-3, batch_size: int = 64, seed: int = 0, threads: int = 1,
             progress: bool | None = None, dt: float | None = None, encoding: str | None = None,
-            timesteps: int | None = None) -> tuple[Any, dict[str, Any]]:
+            timesteps: int | None = None, hints: str = "fixed") -> tuple[Any, dict[str, Any]]:
     """Distill ``teacher`` (neurodeploy-ann checkpoint, native SNN or NIR) into the student spec
     YAML ``student``. Returns the student graph and its metadata (test accuracy, spikes per
     inference, training history); with ``out`` (.pt), also writes the native checkpoint.
-    ``dt``/``encoding``/``timesteps`` apply to an SNN teacher; ``threads``: torch CPU threads."""
+    ``dt``/``encoding``/``timesteps`` apply to an SNN teacher; ``threads``: torch CPU threads.
+    ``method="ta-ensemble"``: assistants 3x, 2x and 1.5x the student's width, weighted by
+    differential evolution (:mod:`deploy.training.distill.ta_ensemble`); ``hints="auto"`` (``hint``
+    only): the hint pair from clustered teacher layers (:mod:`deploy.training.distill.hint_selection`)."""
     import torch
 
     from deploy.cli_options import check
@@ -38,17 +41,37 @@ def distill(teacher: str | Path, student: str | Path, out: str | Path | None = N
         raise DeployError(f"output {out} must be a .pt file (a native SNN checkpoint)")
     if threads < 1:
         raise DeployError(f"--threads must be >= 1, got {threads}")
+    if hints not in ("fixed", "auto"):
+        raise DeployError(f"--hints must be 'fixed' or 'auto', got {hints!r}")
+    if hints == "auto" and method != "hint":
+        raise DeployError(f"--hints auto chooses the hint layers of --method hint, not of {method}")
     torch.set_num_threads(threads)
     spec = load_student_spec(Path(student))
     assistant_spec = load_student_spec(Path(assistant)) if assistant is not None else None
     t = _teacher(Path(teacher), dt, encoding, timesteps)
     split = datasets.load(data, seed=0)
     start = time.perf_counter()
-    net, history = run(t, spec, split, method=method, epochs=epochs, temperature=temperature, alpha=alpha,
-                       spike_reg=spike_reg, assistant_spec=assistant_spec, seed=seed,
-                       progress=bars.enabled() if progress is None else progress, lr=lr, batch_size=batch_size,
-                       student_temperature=student_temperature, hetero=hetero,
-                       learn_temperature=learn_temperature)
+    extra: dict[str, Any] = {}
+    if method == "ta-ensemble":
+        from deploy.training.distill.ta_ensemble import distill_ensemble
+
+        res = distill_ensemble(t, spec, split, seed=seed, epochs=epochs, temperature=temperature, alpha=alpha,
+                               spike_reg=spike_reg, lr=lr, batch_size=batch_size)
+        net, history = res.student, res.history
+        extra = {"ensemble_weights": res.weights.tolist(), "assistant_val_acc": res.assistant_acc}
+    else:
+        hint_layers = None
+        if hints == "auto":
+            from deploy.training.distill.distill import build_student
+            from deploy.training.distill.hint_selection import auto_hint_layers
+
+            hint_layers = auto_hint_layers(t, build_student(spec, seed), split.x_train[:256], seed)
+            extra = {"hint_layers": list(hint_layers)}
+        net, history = run(t, spec, split, method=method, epochs=epochs, temperature=temperature, alpha=alpha,
+                           spike_reg=spike_reg, assistant_spec=assistant_spec, seed=seed,
+                           progress=bars.enabled() if progress is None else progress, lr=lr,
+                           batch_size=batch_size, student_temperature=student_temperature, hetero=hetero,
+                           learn_temperature=learn_temperature, hint_layers=hint_layers)
     seconds = time.perf_counter() - start
     result = measure(net, split.x_test, split.y_test)
     graph = net.to_graph()
@@ -56,7 +79,7 @@ def distill(teacher: str | Path, student: str | Path, out: str | Path | None = N
             "distilled_from": str(teacher), "teacher_kind": t.kind, "method": method, "epochs": epochs,
             "temperature": temperature, "student_temperature": student_temperature, "alpha": alpha,
             "spike_reg": spike_reg, "seed": seed, "train_seconds": round(seconds, 1),
-            "student_spec": str(student), "history": [dict(rec) for rec in history]}
+            "student_spec": str(student), "history": [dict(rec) for rec in history], **extra}
     if out is not None:
         native.save(graph, out, meta=meta)
     return graph, meta

@@ -28,7 +28,7 @@ def distill_cmd(
     student: Annotated[Path, typer.Option("--student", metavar="PATH", show_default=False,
                                           help="student spec YAML (deploy.core.net.build format)")],
     out: Annotated[Path, out_option("file", "output native SNN checkpoint")],
-    method: Annotated[str, typer.Option(metavar="METHOD", help="kd | hetero-kd | ta | hint")] = "kd",
+    method: Annotated[str, typer.Option(metavar="METHOD", help="kd | hetero-kd | ta | ta-ensemble | hint")] = "kd",
     data: Annotated[str, typer.Option(metavar="DATA", help="digits | mnist")] = "digits",
     epochs: Annotated[int, count_option("--epochs", help="training epochs (per stage for ta)")] = 10,
     temperature: Annotated[float, float_option("--temperature", help="teacher (soft-target) temperature",
@@ -51,6 +51,8 @@ def distill_cmd(
     seed: Annotated[int, seed_option("--seed")] = 0,
     threads: Annotated[int, count_option("--threads", help="torch CPU threads (small SNNs train fastest on "
                                                            "one)")] = 1,
+    hints: Annotated[str, typer.Option(metavar="HOW", help="hint layers of --method hint: 'fixed' (last hidden "
+                                                           "layers) or 'auto' (clustered teacher layers)")] = "fixed",
     progress: ProgressOpt = None,
     dt: DtOpt = None,
     encoding: EncodingOpt = None,
@@ -66,7 +68,7 @@ def distill_cmd(
                           temperature=temperature, student_temperature=student_temperature, alpha=alpha,
                           spike_reg=spike_reg, assistant=assistant,
                           hetero=hetero, learn_temperature=learn_temperature, lr=lr, batch_size=batch_size,
-                          seed=seed, threads=threads, dt=dt, encoding=encoding, timesteps=timesteps)
+                          seed=seed, threads=threads, dt=dt, encoding=encoding, timesteps=timesteps, hints=hints)
     console.print(f"{markup(graph.name)}: test accuracy {meta['test_accuracy']:.4f}, "
                   f"{meta['spikes_per_inference']:.1f} spikes per inference ({method}, {epochs} epochs, "
                   f"{meta['train_seconds']:.0f} s) -> {markup(out)}", highlight=False)

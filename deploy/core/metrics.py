@@ -8,6 +8,7 @@ MACs. Counts are per inference (one sample, all timesteps).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -157,20 +158,45 @@ def effective_synops(node: ir.Node, inputs: torch.Tensor) -> float:
     """Operations triggered by non-zero inputs over all timesteps and samples.
 
     ``inputs`` is time-major (T, B, ...). For a convolution the fan-out of each
-    input depends on the border, so the count is a convolution of the non-zero
-    indicator with a ones kernel.
+    input depends on the border: each pixel's non-zero count is weighted by the
+    number of output windows that hold it (:func:`conv_fanout`).
     """
-    nz = (inputs != 0).float()
+    return synops_from_counts(node, nonzero_counts(node, inputs))
+
+
+def nonzero_counts(node: ir.Node, inputs: torch.Tensor) -> torch.Tensor:
+    """Non-zero inputs of time-major ``inputs`` summed over time, batch (and channels, for a
+    convolution): one count per input feature (linear) or per pixel, (H, W) (conv2d), float64.
+    The column sums run in float32, exact while there are fewer than 2**24 rows."""
+    size = tuple(inputs.shape[-2:]) if isinstance(node, ir.Conv2d) else (inputs.shape[-1],)
+    nz = inputs.ne(0).to(torch.float32).reshape(-1, math.prod(size))
+    return nz.sum(0).to(torch.float64).view(size)
+
+
+def synops_from_counts(node: ir.Node, counts: torch.Tensor) -> float:
+    """Effective synaptic operations from :func:`nonzero_counts`."""
     if isinstance(node, ir.Linear):
-        return float(nz.sum()) * node.weight.shape[0]
+        return float(counts.sum()) * node.weight.shape[0]
     if isinstance(node, ir.Conv2d):
-        out_c, in_per_group, kh, kw = node.weight.shape
-        flat = nz.reshape(-1, *nz.shape[2:])
-        ones = torch.ones(node.groups, in_per_group, kh, kw)
-        per_group = F.conv2d(flat, ones, stride=node.stride, padding=node.padding,
-                             dilation=node.dilation, groups=node.groups)
-        return float(per_group.sum()) * (out_c // node.groups)
+        # every input channel reaches out_c / groups outputs at each output position whose window
+        # holds its pixel: weight each pixel's non-zero count by that pixel's fan-out
+        fan = conv_fanout(node, tuple(counts.shape))
+        return float((counts * fan).sum()) * (node.weight.shape[0] // node.groups)
     return 0.0
+
+
+def conv_fanout(node: ir.Conv2d, size: tuple[int, int]) -> torch.Tensor:
+    """How many output positions of ``node`` read each input pixel: (H, W) float64."""
+    kh, kw = node.weight.shape[-2:]
+    ones = torch.ones(1, 1, *size, dtype=torch.float64)
+    window = torch.ones(1, 1, kh, kw, dtype=torch.float64)
+    out = F.conv2d(ones, window, stride=node.stride, padding=node.padding, dilation=node.dilation)
+    expected = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
+                zip(out.shape[-2:], node.stride, node.padding, node.dilation, (kh, kw), strict=True)]
+    pad = [n - e for n, e in zip(size, expected, strict=True)]
+    fan = F.conv_transpose2d(torch.ones_like(out), window, stride=node.stride, padding=node.padding,
+                             output_padding=pad, dilation=node.dilation)
+    return fan[0, 0]
 
 
 def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
@@ -194,11 +220,12 @@ def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
             if node.inputs[0] in node.recurrent:  # delivered one step late: the last step never arrives
                 x = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
             n_in = int(np.prod(shapes[node.inputs[0]]))
-            la.input_events = float((x != 0).sum()) / batch
+            counts = nonzero_counts(node, x)
+            la.input_events = float(counts.sum()) / batch
             la.input_rate = la.input_events / (n_in * t_steps)
-            la.binary_input = bool(torch.all((x == 0) | (x.abs() == 1)))
+            la.binary_input = torch.equal(x.abs(), x.ne(0).to(x.dtype))     # every non-zero input is +-1
             la.synops_dense = dense_synops(node, shapes[node.inputs[0]], shapes[node.name]) * t_steps
-            la.synops_effective = effective_synops(node, x) / batch
+            la.synops_effective = synops_from_counts(node, counts) / batch
         layers[node.name] = la
     act = Activity(timesteps=int(t_steps), samples=int(batch), layers=layers)
     if out is not None:
@@ -276,14 +303,13 @@ def simulate_module(net: torch.nn.Module, graph: ir.Graph, x: torch.Tensor, batc
     (:func:`activity_from_record`) and dropped before the next batch, so peak memory is set
     by ``batch_size``, not by ``len(x)``. Runs under ``torch.inference_mode`` (no autograd
     graph; the neurons update in place)."""
-    from tqdm.auto import tqdm
-
     from deploy.core.errors import TargetError
+    from deploy.core.progress import bar as progress_bar
 
     parts = []
     batches = range(0, len(x), batch_size)
     with torch.inference_mode():
-        for i in tqdm(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
+        for i in progress_bar(batches, desc=f"simulate {graph.name}", disable=not progress, leave=False):
             out, values = net.run(x[i:i + batch_size], record=True, generator=generator)
             parts.append(activity_from_record(graph, values, out))
             del out, values

@@ -107,7 +107,7 @@ def explore(space: str | Path | dict[str, Any] | Space, out: str | Path, *, addr
     values = [{o: r["metrics"].get(OBJECTIVES[o][0]) for o in directions} for r in rows]
     front_rows = [rows[i] for i in front(values, directions)]
     wall = time.perf_counter() - start
-    doc = results.write_all(store.out, rows, front_rows, directions, wall)
+    doc = results.write_all(store.out, rows, front_rows, directions, wall, errors)
     if not quiet:
         results.print_front(front_rows, directions, len(rows), console)
     return ExploreResult(store.out, rows, front_rows, directions, computed, skipped, errors, wall, doc)

@@ -49,10 +49,11 @@ def write_tables(out: Path, flat: list[dict[str, Any]]) -> None:
 
 
 def pareto_doc(rows: list[dict[str, Any]], front_rows: list[dict[str, Any]], directions: dict[str, str],
-               wall_s: float | None) -> dict[str, Any]:
-    """The content of pareto.json: objectives, counts and the front's points with their objectives."""
+               wall_s: float | None, failed: list[str] | None = None) -> dict[str, Any]:
+    """The content of pareto.json: objectives, counts, this run's failed trials (one line each)
+    and the front's points with their objectives."""
     return {"schema": "neurodeploy.explore.pareto/1", "objectives": directions, "trials": len(rows),
-            "wall_time_s": wall_s,
+            "wall_time_s": wall_s, "failed": list(failed or []),
             "front": [{"key": r["key"], "label": point_label(r["point"]), "point": r["point"], "seed": r["seed"],
                        "metrics": {o: r["metrics"][OBJECTIVES[o][0]] for o in directions},
                        "report": f"trials/{r['key']}.json"} for r in front_rows]}
@@ -121,11 +122,12 @@ def print_front(front_rows: list[dict[str, Any]], directions: dict[str, str], to
 
 
 def write_all(out: Path, rows: list[dict[str, Any]], front_rows: list[dict[str, Any]],
-              directions: dict[str, str], wall_s: float | None = None) -> dict[str, Any]:
+              directions: dict[str, str], wall_s: float | None = None,
+              failed: list[str] | None = None) -> dict[str, Any]:
     """Write trials.csv, results.parquet, pareto.json and pareto.png into ``out``; returns pareto.json's doc."""
     on_front = {r["key"] for r in front_rows}
     write_tables(out, table_rows(rows, on_front))
-    doc = pareto_doc(rows, front_rows, directions, wall_s)
+    doc = pareto_doc(rows, front_rows, directions, wall_s, failed)
     write_pareto(out, doc)
     if rows:
         fig = figure(rows, on_front)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.core import ir
-from deploy.explore.space import OBJECTIVES, Space, point_key, point_seed
+from deploy.explore.space import OBJECTIVES, Space, point_key, point_label, point_seed
 from deploy.explore.store import Store
 from deploy.explore.trial import Context, run_point
 
@@ -33,6 +34,7 @@ def _trainable(config: dict[str, Any], graph: ir.Graph, ctx: Context, done: dict
                threads: int, finetune: dict[str, Any] | None) -> None:
     """One Tune trial: deploy the point of ``config`` (or return the stored objectives of a
     finished one, ``done``: key -> metrics)."""
+    import ray
     import torch
 
     point = config["point"] if "point" in config else point_from_params(config, finetune)
@@ -45,7 +47,8 @@ def _trainable(config: dict[str, Any], graph: ir.Graph, ctx: Context, done: dict
     start = time.perf_counter()
     metrics, report = run_point(graph, point, ctx, seed)
     row = {"key": key, "point": point, "seed": seed, "metrics": metrics, "report": report.to_dict(),
-           "duration_s": time.perf_counter() - start, "node": socket.gethostname()}
+           "duration_s": time.perf_counter() - start, "node": socket.gethostname(),
+           "node_id": ray.get_runtime_context().get_node_id()}
     tune.report({**_objectives(metrics), "key": key, "cached": False, "row": json.dumps(row)})
 
 
@@ -120,7 +123,9 @@ class Recorder(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running -= 1
-        self.errors.append(_error_line(trial))
+        config = trial.config
+        point = config["point"] if "point" in config else point_from_params(config, None)
+        self.errors.append(f"{point_label(point)}: {_error_line(trial)}")
         self.update()
 
     def update(self) -> None:
@@ -152,6 +157,8 @@ def ray_session(address: str | None, cpus: int | None) -> Any:
     if started:
         kw = {"address": address} if address else {"num_cpus": cpus or os.cpu_count() or 1}
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kw)
+    # a failed trial is reported once, as a line of its own (Recorder.errors), not as Tune's traceback
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     try:
         yield ray
     finally:
@@ -177,7 +184,7 @@ def run_trials(space: Space, graph: ir.Graph, ctx: Context, store: Store, pendin
         slots = max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus_per_trial)
         if space.search == "grid":
             param_space: dict[str, Any] = {"point": tune.grid_search(pending)}
-            tune_config = tune.TuneConfig(max_concurrent_trials=slots)
+            tune_config = tune.TuneConfig(max_concurrent_trials=slots, reuse_actors=True)
         else:
             import optuna
             from ray.tune.search.optuna import OptunaSearch
@@ -190,7 +197,7 @@ def run_trials(space: Space, graph: ir.Graph, ctx: Context, store: Store, pendin
                                   points_to_evaluate=warm or None)
             param_space = {}
             tune_config = tune.TuneConfig(search_alg=search, num_samples=space.trials,
-                                          max_concurrent_trials=slots)
+                                          max_concurrent_trials=slots, reuse_actors=True)
         storage = tempfile.mkdtemp(prefix="explore-tune-")
         try:
             tuner = tune.Tuner(trainable, param_space=param_space, tune_config=tune_config,

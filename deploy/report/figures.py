@@ -50,15 +50,33 @@ def _label_layers(ax, names: Sequence[str], rotate: bool = False) -> None:
 
 
 def _stacked(ax, labels: Sequence[str], parts: dict[str, np.ndarray], scale: float) -> None:
-    """Bars stacked by component; ``parts[component][i]`` belongs to ``labels[i]``."""
+    """Bars stacked by component on a linear axis (a log axis hides the small ones);
+    ``parts[component][i]`` belongs to ``labels[i]``. Every component keeps its colour across
+    reports (:func:`component_color`), and the legend gives each one's share of the total, so
+    components too small to see in the bars are still listed."""
     parts = {c: v for c, v in parts.items() if np.any(v > 0)}
+    total = float(sum(v.sum() for v in parts.values())) or 1.0
     bottom = np.zeros(len(labels))
-    for (comp, vals), color in zip(parts.items(), _palette(len(parts)), strict=True):
-        ax.bar(range(len(labels)), vals / scale, bottom=bottom, label=comp.replace("_", " "), color=color)
+    for comp, vals in sorted(parts.items(), key=lambda kv: -kv[1].sum()):
+        share = 100 * float(vals.sum()) / total
+        ax.bar(range(len(labels)), vals / scale, bottom=bottom, color=component_color(comp),
+               label=f"{comp.replace('_', ' ')} ({share:.2g} %)" if share < 10 else
+               f"{comp.replace('_', ' ')} ({share:.0f} %)")
         bottom = bottom + vals / scale
-    _scale_axis(ax, list(bottom))
+    ax.set_ylim(0, max(float(bottom.max(initial=0.0)) * 1.1, 1e-30))
     if parts:
         ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def component_color(name: str) -> tuple[float, float, float, float]:
+    """The colour of a cost component, the same in every report: its name's CRC-32 picks one of
+    tab20's colours."""
+    import zlib
+
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    return cmap(zlib.crc32(name.encode("utf-8")) % cmap.N)
 
 
 def _scale_axis(ax, values: Sequence[float]) -> None:

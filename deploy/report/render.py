@@ -86,15 +86,73 @@ def _breakdown_rows(values: Mapping[str, float], unit: str) -> list[list[str]]:
             for k, v in sorted(values.items(), key=lambda kv: -kv[1])]
 
 
+def spec_path(path: str | None) -> str:
+    """A spec file as shown in reports: relative to the installation (``hwmodels/specs/imc.yaml``),
+    or as given when it lies elsewhere."""
+    if not path:
+        return "n/a"
+    p, root = Path(path), Path(__file__).resolve().parents[2]
+    return str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)
+
+
+def summary_items(report: Report) -> list[tuple[str, str]]:
+    """The headline figures: accuracy float -> deployed, energy, latency and memory per inference."""
+    tot, items = report.totals, []
+    if report.accuracy:
+        a = report.accuracy
+        items.append(("accuracy", f"{_pct(a.reference)} float → {_pct(a.deployed)} deployed"))
+    items += [("energy", human(tot.energy_j, "J")), ("latency", human(tot.latency_s, "s")),
+              ("memory", human(tot.memory_bytes, "B"))]
+    if report.comparison:
+        c = report.comparison
+        items.append((f"{c.target} ÷ {report.target.name}",
+                      ", ".join(f"{k} {ratio(v)}" for k, v in c.ratios.items())))
+    return items
+
+
+def _plain(value: Any) -> str:
+    """A resource value as text: numbers formatted, nothing Python-specific (no quotes, braces, None)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{str(k).replace('_', ' ')} {_plain(v)}" for k, v in value.items() if v is not None) or "-"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(_plain(v) for v in value) or "-"
+    return str(value)
+
+
+def resource_rows(report: Report) -> list[list[str]]:
+    """One row per layer and resource (each connection its own row, named source → target)."""
+    rows = []
+    for r in report.layers:
+        for key, value in r.resources.items():
+            many = isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value)
+            for item in value if many else [value]:
+                name = key.replace("_", " ")
+                if isinstance(item, Mapping) and "from" in item and "to" in item:
+                    name = f"{name}: {item['from']} → {item['to']}"
+                    item = {k: v for k, v in item.items() if k not in ("from", "to")}
+                rows.append([r.name, name, _plain(item)])
+    return rows
+
+
 def _document(report: Report, figures: Sequence[str]) -> _Doc:
     doc, m, t = _Doc(), report.model, report.target
     doc.add("h1", f"{m.name} on {t.name}")
+    doc.add("summary", summary_items(report), [(w.code, w.layer) for w in report.warnings])
+    doc.add("h2", "Model and target")
     doc.add("kv", [("model", f"{m.name} ({m.source})"), ("parameters", f"{m.params:,}"),
                    ("input", f"{_shape(m.input_shape)}, {m.encoding} encoding, T = {m.timesteps}"),
                    ("precision", _precision(m.precision)),
                    ("sha256", m.sha256[:16] + "…"), ("target", f"{t.name}: {t.description}".rstrip(": ")),
-                   ("spec file", t.spec_file or "n/a"),
-                   ("options", ", ".join(f"{k}={v}" for k, v in t.options.items()) or "defaults"),
+                   ("spec file", spec_path(t.spec_file)),
+                   ("options", "; ".join(f"{k}: {_plain(v)}" for k, v in t.options.items()) or "defaults"),
                    ("mode", report.mode)])
     if report.warnings:
         doc.add("h2", "Warnings")
@@ -122,11 +180,13 @@ def _document(report: Report, figures: Sequence[str]) -> _Doc:
                    ("synaptic ops, effective MACs", human(mt.synops_effective_macs)),
                    ("synaptic ops, effective ACs", human(mt.synops_effective_acs))])
     doc.add("h2", "Layers")
-    doc.add("table", LAYER_HEADERS, _layer_rows(report), "lll" + "r" * 5)
-    with_res = [r for r in report.layers if r.resources]
-    if with_res:
+    keys = [[r.name, r.kind, math.prod(r.shape), r.energy_j, r.latency_s, r.memory_bytes, r.synops,
+             r.spike_rate] for r in report.layers]
+    doc.add("table", LAYER_HEADERS, _layer_rows(report), "lll" + "r" * 5, keys)
+    res = resource_rows(report)
+    if res:
         doc.add("h3", "Resources per layer")
-        doc.add("list", [f"{r.name}: " + ", ".join(f"{k}={v}" for k, v in r.resources.items()) for r in with_res])
+        doc.add("table", ["layer", "resource", "value"], res, "lll")
     _memory_section(doc, report)
     doc.add("h2", "Energy breakdown")
     doc.add("table", ["component", "energy", "share"], _breakdown_rows(report.breakdown.energy_j, "J"))
@@ -301,8 +361,11 @@ def _to_markdown(doc: _Doc) -> str:
             out.append("\n".join(f"- {item}" for item in p[0]))
         elif kind == "warn":
             out.append("\n".join(f"- ⚠ **{code}**{f' ({layer})' if layer else ''}: {msg}" for code, layer, msg in p[0]))
+        elif kind == "summary":
+            warn = ", ".join(code + (f" ({layer})" if layer else "") for code, layer in p[1]) or "none"
+            out.append(" · ".join(f"**{k}** {v}" for k, v in p[0]) + f" · **warnings** {warn}")
         elif kind == "table":
-            out.append(_md_table(*p))
+            out.append(_md_table(*p[:3]))
         elif kind == "img":
             out.append(f"![{p[1]}]({p[0]})")
     return "\n\n".join(out) + "\n"
@@ -314,26 +377,79 @@ def markdown(report: Report, figures: Sequence[str] = ()) -> str:
 
 
 # -- HTML ----------------------------------------------------------------------------
-_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}h1{border-bottom:2px solid #ddd;padding-bottom:.2em}
-h2{margin-top:1.6em;border-bottom:1px solid #eee}table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
-th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f4f4f4}
-.l{text-align:left}table.kv td{text-align:left}table.kv td:first-child{font-weight:600}
+_CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#222;line-height:1.45}
+nav{position:fixed;top:0;left:0;width:13em;height:100vh;overflow-y:auto;padding:1em;box-sizing:border-box;
+background:#f7f7f7;border-right:1px solid #ddd;font-size:.9em}nav a{display:block;color:#245;text-decoration:none;
+padding:.15em 0}nav a:hover{text-decoration:underline}main{margin-left:13em;padding:0 2em 2em;max-width:1100px}
+h1{border-bottom:2px solid #ddd;padding-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #eee}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right;white-space:nowrap}th{background:#f4f4f4}
+td.l,th.l{text-align:left;white-space:normal}table.kv td{text-align:left;white-space:normal}
+table.kv td:first-child{font-weight:600;white-space:nowrap}table.sortable th{cursor:pointer}
+table.sortable th:after{content:" ⇅";color:#999}.card{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
+.card div{border:1px solid #ddd;border-radius:6px;padding:.5em .9em;background:#fafafa}
+.card b{display:block;font-size:.8em;color:#666;font-weight:600}.card span{white-space:nowrap;font-size:1.15em}
+.card .warn{background:#fff8d6;border-color:#e6c200}.card .ok{background:#eef8ee;border-color:#9c9}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}ul{padding-left:1.3em}
 ul.warn{background:#fff8d6;border:1px solid #e6c200;padding:.5em .5em .5em 2em}"""
+
+#: click a header of a sortable table to sort by that column (numbers by their raw value)
+_JS = """document.querySelectorAll('table.sortable').forEach(function(t){
+t.querySelectorAll('th').forEach(function(th,i){th.addEventListener('click',function(){
+var body=t.tBodies[0],rows=Array.prototype.slice.call(body.rows),up=th.dataset.dir!=='up';
+th.dataset.dir=up?'up':'down';rows.sort(function(a,b){var x=a.cells[i].dataset.v,y=b.cells[i].dataset.v;
+var nx=parseFloat(x),ny=parseFloat(y),c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:String(x).localeCompare(String(y));
+return up?c:-c;});rows.forEach(function(r){body.appendChild(r);});});});});"""
 
 
 def _h(text: Any) -> str:
     return html_lib.escape(str(text))
 
 
+def _anchor(title: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in title.lower()).strip("-")
+
+
+def _html_table(p: tuple) -> str:
+    headers, rows = p[0], p[1]
+    align = p[2] if len(p) > 2 else "l" + "r" * (len(headers) - 1)
+    keys = p[3] if len(p) > 3 else None
+    cls = ['' if a == "r" else ' class="l"' for a in align]
+    head = "".join(f"<th{a}>{_h(c)}</th>" for c, a in zip(headers, cls, strict=True))
+    body = []
+    for i, row in enumerate(rows):
+        vals = keys[i] if keys else [None] * len(row)
+        cells = []
+        for c, a, v in zip(row, cls, vals, strict=True):
+            data = "" if v is None else f' data-v="{_h(v)}"'
+            cells.append(f"<td{a}{data}>{_h(c)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    sortable = ' class="sortable"' if keys else ""
+    return f"<table{sortable}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _html_summary(items: Sequence[tuple[str, str]], warnings: Sequence[tuple[str, str | None]]) -> str:
+    cells = "".join(f"<div><b>{_h(k)}</b><span>{_h(v)}</span></div>" for k, v in items)
+    if warnings:
+        text = ", ".join(code + (f" ({layer})" if layer else "") for code, layer in warnings)
+        cells += f'<div class="warn"><b>warnings</b><span><a href="#warnings">{_h(text)}</a></span></div>'
+    else:
+        cells += '<div class="ok"><b>warnings</b><span>none</span></div>'
+    return f'<div class="card" id="summary">{cells}</div>'
+
+
 def _to_html(doc: _Doc, title: str, images: Mapping[str, bytes]) -> str:
-    parts = []
+    parts, nav = [], ['<a href="#summary">Summary</a>']
     for kind, p in doc.blocks:
-        if kind in ("h1", "h2", "h3"):
+        if kind == "h2":
+            nav.append(f'<a href="#{_anchor(p[0])}">{_h(p[0])}</a>')
+            parts.append(f'<h2 id="{_anchor(p[0])}">{_h(p[0])}</h2>')
+        elif kind in ("h1", "h3"):
             parts.append(f"<{kind}>{_h(p[0])}</{kind}>")
         elif kind == "p":
             parts.append(f"<p>{_h(p[0])}</p>")
+        elif kind == "summary":
+            parts.append(_html_summary(*p))
         elif kind == "kv":
             rows = "".join(f"<tr><td>{_h(k)}</td><td>{_h(v)}</td></tr>" for k, v in p[0])
             parts.append(f'<table class="kv">{rows}</table>')
@@ -344,18 +460,14 @@ def _to_html(doc: _Doc, title: str, images: Mapping[str, bytes]) -> str:
                 f"<li><b>{_h(code)}</b>{_h(f' ({layer})' if layer else '')}: {_h(msg)}</li>"
                 for code, layer, msg in p[0]) + "</ul>")
         elif kind == "table":
-            align = p[2] if len(p) > 2 else "l" + "r" * (len(p[0]) - 1)
-            cls = ['' if a == "r" else ' class="l"' for a in align]
-            head = "".join(f"<th{a}>{_h(c)}</th>" for c, a in zip(p[0], cls, strict=True))
-            body = "".join("<tr>" + "".join(f"<td{a}>{_h(c)}</td>" for c, a in zip(row, cls, strict=True))
-                           + "</tr>" for row in p[1])
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            parts.append(_html_table(p))
         elif kind == "img" and p[0] in images:
             data = base64.b64encode(images[p[0]]).decode("ascii")
             parts.append(f'<figure><img alt="{_h(p[1])}" src="data:image/png;base64,{data}"></figure>')
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_h(title)}</title><style>{_CSS}</style></head><body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+            "<main>\n" + "\n".join(parts) + f"\n</main>\n<nav>{''.join(nav)}</nav>\n"
+            f"<script>{_JS}</script>\n</body></html>\n")
 
 
 def html(report: Report, figures: Mapping[str, bytes] | None = None) -> str:
@@ -395,16 +507,47 @@ def write_all(report: Report, outdir: str | Path, figures: bool = True) -> Path:
 
 
 # -- Rich summary ----------------------------------------------------------------------
-def _summary(report: Report) -> Group:
-    table = Table(title=f"{report.model.name} on {report.target.name} ({report.mode})", title_style="bold")
-    for col in LAYER_HEADERS:
-        table.add_column(col, justify="left" if col in ("layer", "kind", "shape") else "right")
-    for row in _layer_rows(report):
-        table.add_row(*row)
+#: layer-table columns left out, in this order, when the table is wider than the terminal
+DROPPABLE = ("synops", "kind", "spike rate")
+
+
+def _layer_table(report: Report, drop: Sequence[str] = ()) -> Table:
+    """The per-layer table without the columns named in ``drop``; values never wrap mid-number."""
+    keep = [i for i, col in enumerate(LAYER_HEADERS) if col not in drop]
+    title = f"{report.model.name} on {report.target.name} ({report.mode})"
+    if drop:
+        title += f"; {', '.join(drop)} left out (narrow terminal)"
+    table = Table(title=title, title_style="bold")
+    for i in keep:
+        col = LAYER_HEADERS[i]
+        table.add_column(col, justify="left" if col in ("layer", "kind", "shape") else "right",
+                         no_wrap=col != "layer", overflow="fold")
     tot = report.totals
+    totals = ["total", "", "", human(tot.energy_j, "J"), human(tot.latency_s, "s"), human(tot.memory_bytes, "B"),
+              human(tot.synops), ""]
+    for row in _layer_rows(report):
+        table.add_row(*(row[i] for i in keep))
     table.add_section()
-    table.add_row("total", "", "", human(tot.energy_j, "J"), human(tot.latency_s, "s"),
-                  human(tot.memory_bytes, "B"), human(tot.synops), "", style="bold")
+    table.add_row(*(totals[i] for i in keep), style="bold")
+    return table
+
+
+def fitted_layer_table(report: Report, console: Console) -> Table:
+    """The per-layer table, with the least telling columns left out until every value fits
+    ``console``'s width unbroken (cell widths plus borders and padding, 3 characters per column)."""
+    rows = [LAYER_HEADERS, *_layer_rows(report)]
+    need = {col: max(max(len(w) for w in col.split()), *(len(r[i]) for r in rows[1:]))
+            for i, col in enumerate(LAYER_HEADERS)}
+    for n in range(len(DROPPABLE) + 1):
+        drop = DROPPABLE[:n]
+        if sum(w + 3 for c, w in need.items() if c not in drop) + 1 <= console.width:
+            break
+    return _layer_table(report, drop)
+
+
+def _summary(report: Report, console: Console) -> Group:
+    table = fitted_layer_table(report, console)
+    tot = report.totals
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -438,7 +581,8 @@ def _summary(report: Report) -> Group:
 
 def print_summary(report: Report, console: Console | None = None) -> None:
     """Print the per-layer table and a totals panel (torchinfo / Keras style)."""
-    (console or Console()).print(_summary(report))
+    console = console or Console()
+    console.print(_summary(report, console))
 
 
 def text_table(report: Report, width: int = 120) -> str:

@@ -63,12 +63,19 @@ def connection_output(net: LoihiNetwork, conn: Connection, src: torch.Tensor) ->
     in float64; wrap-arounds are applied only when the bound says they can occur.
     """
     steps, batch = src.shape[:2]
+    flat = src.reshape(steps, -1)
+    if flat.dtype == torch.bool:
+        flat = flat.view(torch.uint8)
+    # only the steps that carry a message and arrive within the run are summed
+    live = ((flat.amax(1) != 0) | (flat.amin(1) != 0)).nonzero().view(-1) if flat.numel() else flat.new_zeros(0)
+    lag = 1 + conn.delay
+    lo = int(live[0]) if len(live) else 0
+    hi = min(int(live[-1]) + 1 if len(live) else 0, steps - lag)
     if conn.graded:
-        msgs = src
-        lo, hi = torch.aminmax(msgs) if msgs.numel() else (torch.tensor(0), torch.tensor(0))
-        msg_max = max(-int(lo), int(hi))
+        part = src[lo:max(hi, lo + 1)]
+        msg_max = _abs_max(part)
     else:                                          # spikes: 0/1, converted once to the sum's type below
-        msgs, msg_max = src != 0, 1
+        part, msg_max = src[lo:max(hi, lo + 1)] != 0, 1
     if conn.kind == "conv":
         weight = conn.weight
     else:
@@ -76,12 +83,6 @@ def connection_output(net: LoihiNetwork, conn: Connection, src: torch.Tensor) ->
     bound = _max_sum(conn, weight, msg_max)
     ftype = torch.float32 if bound < 2 ** 24 else torch.float64
     w = torch.from_numpy(np.asarray(weight, dtype=np.float64)).to(ftype)
-    # only the steps that carry a message and arrive within the run are summed
-    lag = 1 + conn.delay
-    live = msgs.reshape(steps, -1).any(1).nonzero().view(-1)
-    lo = int(live[0]) if len(live) else 0
-    hi = min(int(live[-1]) + 1 if len(live) else 0, steps - lag)
-    part = msgs[lo:max(hi, lo + 1)]
     n = part.shape[0]
     if conn.kind == "conv":
         x = part.reshape(n * batch, *net.shape_of(conn.source)).to(ftype)
@@ -138,8 +139,8 @@ class LoihiKernel(NeuronKernel):
     (``bias_on``), wraps as int32 and is clipped to 24 bits; reset to zero.
 
     The int32 wrap-arounds are applied only when ``wraps`` says the range can reach them. The
-    state (int64) is updated in place; ``k = 0`` (no memory) and ``k = 4096`` (no leak) skip the
-    multiplication, which they leave exact.
+    state (int64) is updated in place; ``k = 0`` (no memory: ``u`` is the step's input, not a
+    copy of it) and ``k = 4096`` (no leak) skip the multiplication, which they leave exact.
     """
 
     inplace = True
@@ -153,13 +154,13 @@ class LoihiKernel(NeuronKernel):
 
     def decay(self, x, factor):
         if factor == 0:
-            return x.zero_()
+            return None                     # no memory: integrate_current takes the input as it is
         if factor == 1 << DECAY_SHIFT:
             return x
         return x.mul_(factor).div_(1 << DECAY_SHIFT, rounding_mode="trunc")
 
     def integrate_current(self, i, x):
-        cur = i.add_(x)
+        cur = x if i is None else i.add_(x)
         if self.sum_wraps:
             cur = wrap32(cur)
         if not self.u_wraps:

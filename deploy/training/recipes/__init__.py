@@ -78,6 +78,9 @@ register(Recipe("noisy-single-step", "noise-augmented membrane-potential trainin
 register(Recipe("private-snn", "Kim, Venkatesha & Panda 2022, 'PrivateSNN: privacy-preserving spiking neural "
                 "networks' (data-free conversion, spike-based retraining)", needs_ann=True,
                 train="deploy.training.recipes.private_snn:train"))
+register(Recipe("pl-sdqn", "Sun, Zeng & Li 2022, 'Solving the spiking feature information vanishing problem in "
+                "spiking deep Q network with potential based normalization' (CartPole-v1)", needs_ann=False,
+                train="deploy.training.rl.recipe:train"))
 
 
 def get(name: str) -> Recipe:

@@ -90,7 +90,8 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def static_accuracy(net: SpikingNet, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Accuracy of :func:`static_forward` (the ReLU ANN that shares the network's weights)."""
-    preds = [static_forward(net, x[i:i + batch_size]).argmax(-1) for i in range(0, len(x), batch_size)]
+def static_accuracy(net: SpikingNet, x: torch.Tensor, y: torch.Tensor,
+                    act: Callable[[torch.Tensor], torch.Tensor] = F.relu, batch_size: int = 512) -> float:
+    """Accuracy of :func:`static_forward` (the ANN with activation ``act`` sharing the network's weights)."""
+    preds = [static_forward(net, x[i:i + batch_size], act).argmax(-1) for i in range(0, len(x), batch_size)]
     return float((torch.cat(preds) == y).float().mean()) if len(y) else 0.0

@@ -1,0 +1,62 @@
+"""The PL-SDQN recipe (``deploy train --recipe pl-sdqn``): train on CartPole-v1 with per-sample
+PBLN, freeze the PBLN statistics at their averages over the policy's own observations, check
+the frozen policy and fine-tune it in the frozen form if it fell below the solved return."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from deploy.training.rl import dqn
+from deploy.training.rl.sdqn import SDQN, to_graph
+
+#: environment steps per ``epoch`` of the recipe interface (one evaluation period)
+STEPS_PER_EPOCH = 2_500
+
+
+def train_pl_sdqn(seed: int = 0, steps: int = 50_000, lr: float = 1e-3, timesteps: int = 4,
+                  log: Callable[[str], None] | None = None) -> tuple[SDQN, dict[str, Any]]:
+    """Train a PL-SDQN on CartPole-v1; returns the frozen network and what was measured
+    (returns over 100 greedy episodes in the layer-PBLN and the frozen form, steps, seconds)."""
+    net = SDQN(timesteps=timesteps, seed=seed)
+    cfg = dqn.DQNConfig(steps=steps, lr=lr, batch_size=128, train_every=4, target_every=1_000,
+                        eval_every=STEPS_PER_EPOCH, seed=seed)
+    start = time.perf_counter()
+    res = dqn.train(net.set_mode("layer"), cfg, log=log)
+    layer_returns = dqn.evaluate(dqn.greedy(net), 100)
+    x, _ = dqn.record_observations(net, episodes=20, seed=20_000)
+    net.calibrate(torch.from_numpy(x))
+    net.set_mode("frozen").eval()
+    frozen_returns = dqn.evaluate(dqn.greedy(net), 100)
+    if log:
+        log(f"returns over 100 episodes: layer PBLN {np.mean(layer_returns):.1f}, frozen {np.mean(frozen_returns):.1f}")
+    tuned_steps = 0
+    if np.mean(frozen_returns) < cfg.solved:
+        tune = dqn.DQNConfig(steps=max(steps // 2, STEPS_PER_EPOCH), lr=lr / 3, batch_size=128, train_every=4,
+                             eval_every=STEPS_PER_EPOCH, eps_start=0.05, eps_end=0.02, warmup=2_000, seed=seed + 1)
+        tuned_steps = dqn.train(net, tune, log=log).steps
+        frozen_returns = dqn.evaluate(dqn.greedy(net), 100)
+        if log:
+            log(f"frozen policy after fine-tuning: {np.mean(frozen_returns):.1f}")
+    info = {"task": "CartPole-v1", "seed": seed, "train_steps": res.steps, "finetune_steps": tuned_steps,
+            "return_layer_pbln_100": float(np.mean(layer_returns)),
+            "return_frozen_100": float(np.mean(frozen_returns)),
+            "train_seconds": round(time.perf_counter() - start, 1), "history": res.history}
+    return net, info
+
+
+def train(split: Any, *, seed: int = 0, epochs: int | None = None, timesteps: int | None = None,
+          ann: Any = None, progress: bool = False):
+    """The recipe interface of :mod:`deploy.training.recipes`: the data split is not used (the agent learns
+    from the environment); ``epochs`` counts evaluation periods of 2500 environment steps
+    (default 20)."""
+    from deploy.training.recipes.common import RecipeResult
+
+    steps = (epochs or 20) * STEPS_PER_EPOCH
+    net, info = train_pl_sdqn(seed, steps, timesteps=timesteps or 4, log=print if progress else None)
+    return RecipeResult(to_graph(net), {**info, "test_accuracy": None,
+                                        "q_readout": "mean membrane of the LI readout; action = argmax"})
