@@ -154,8 +154,20 @@ def check(dt: float | None = None, encoding: str | None = None, timesteps: int |
     check_model_options(dt, encoding, timesteps)
 
 
+def existing_model(value: str) -> str:
+    """A model argument whose file exists (``file.py`` of a ``file.py:factory`` spec), checked while
+    parsing so a typo fails at once, before torch loads; the message is the loader's."""
+    from deploy.core.errors import ModelError
+
+    head, sep, tail = value.rpartition(":")
+    path = Path(head if sep and head.endswith(".py") and tail.isidentifier() else value)
+    if not path.exists():
+        raise ModelError(f"{path}: no such file")
+    return value
+
+
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="model: native .pt, NIR .nir/.h5, or file.py:factory",
-                                         show_default=False)]
+                                         show_default=False, callback=existing_model)]
 TrustOpt = Annotated[bool, typer.Option("--trust-pickle", help="allow loading pickled modules (runs code)")]
 WeightsOpt = Annotated[str | None, typer.Option(
     "--weights", metavar="PATH", help="state_dict (.pt) for a file.py:factory model")]

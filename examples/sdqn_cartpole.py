@@ -40,9 +40,10 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train_model(seed: int, steps: int, lr: float = 1e-3) -> dict:
+def train_model(seed: int, steps: int, lr: float = 1e-3, finetune_steps: int | None = None) -> dict:
     """Stages 1-2 (:func:`deploy.training.rl.recipe.train_pl_sdqn`): returns what was measured and writes MODEL."""
-    net, info = train_pl_sdqn(seed, steps, lr, log=log)
+    net, info = train_pl_sdqn(seed, steps, lr, log=log, eval_every=1_250, eval_episodes=5,
+                              finetune_steps=finetune_steps)
     save(net, MODEL, meta=info)
     return info
 
@@ -106,6 +107,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50_000)
     ap.add_argument("--samples", type=int, default=512, help="recorded observations compiled")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--finetune-steps", type=int, default=None, help="frozen-form fine-tuning (default steps/2)")
     ap.add_argument("--model", type=Path, default=MODEL, help="checkpoint written / compiled")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--compile-only", action="store_true")
@@ -115,7 +117,7 @@ def main() -> None:
     MODEL = args.model
     results = {}
     if not args.compile_only and (args.retrain or not MODEL.exists()):
-        results["train"] = train_model(args.seed, args.steps, args.lr)
+        results["train"] = train_model(args.seed, args.steps, args.lr, args.finetune_steps)
     results["compile"] = compile_all(args.samples)
     write_text(args.out, json.dumps(results, indent=1))
     log(f"-> {args.out}")

@@ -83,7 +83,7 @@ def test_terminal_table_fits_80_columns(imc_report):
     from rich.console import Console
 
     narrow = fitted_layer_table(imc_report, Console(width=60))
-    assert [c.header for c in narrow.columns][:2] == ["layer", "shape"]
+    assert [c.header for c in narrow.columns][:2] == ["layer", "shape"]  # kind and synops left out
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium installed (apt-get install chromium)")

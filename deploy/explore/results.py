@@ -88,14 +88,25 @@ def figure(rows: list[dict[str, Any]], on_front: set[str]):
         best = [r for r in pts if r["key"] in on_front]
         ax.scatter([r["metrics"][xf] / xs for r in best], [r["metrics"][yf] / ys for r in best], s=90,
                    facecolors="none", edgecolors="black", linewidths=1.2, label="Pareto front")
-        for r in best:
-            ax.annotate(point_label(r["point"]), (r["metrics"][xf] / xs, r["metrics"][yf] / ys), fontsize=6,
-                        xytext=(4, 3), textcoords="offset points")
+        if ax is axes[0]:   # labels on the first panel only, without the options every point shares
+            for r in best:
+                ax.annotate(point_label(_varying(r["point"], rows)), (r["metrics"][xf] / xs, r["metrics"][yf] / ys),
+                            fontsize=6, xytext=(4, 3), textcoords="offset points")
+        vals = [r["metrics"][xf] for r in pts if r["metrics"][xf] > 0]
+        if vals and max(vals) / min(vals) >= 10:
+            ax.set_xscale("log")
         ax.set_xlabel(f"{xo} ({xl})" if xl else xo)
         ax.set_ylabel(f"{yo} ({yl})" if yl else yo)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, frameon=False)
     return fig
+
+
+def _varying(point: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``point`` without the options that take one value over all rows of its target."""
+    same = [r["point"]["options"] for r in rows if r["point"]["target"] == point["target"]]
+    keep = {k: v for k, v in point["options"].items() if len({json.dumps(o.get(k)) for o in same}) > 1}
+    return {**point, "options": keep}
 
 
 def print_front(front_rows: list[dict[str, Any]], directions: dict[str, str], total: int, console=None) -> None:

@@ -520,8 +520,8 @@ def _layer_table(report: Report, drop: Sequence[str] = ()) -> Table:
     table = Table(title=title, title_style="bold")
     for i in keep:
         col = LAYER_HEADERS[i]
-        table.add_column(col, justify="left" if col in ("layer", "kind", "shape") else "right",
-                         no_wrap=col != "layer", overflow="fold")
+        table.add_column(col.replace(" ", "\n"), justify="left" if col in ("layer", "kind", "shape") else "right",
+                         no_wrap=True, overflow="fold")
     tot = report.totals
     totals = ["total", "", "", human(tot.energy_j, "J"), human(tot.latency_s, "s"), human(tot.memory_bytes, "B"),
               human(tot.synops), ""]

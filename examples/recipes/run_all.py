@@ -37,7 +37,7 @@ from deploy.training.snn import evaluate, fit
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results"
 #: epochs of each recipe at budget 1 (and of the comparison model it is trained next to)
-EPOCHS = {"proxy": 10, "desire": 20, "hoyer": 20, "noisy-single-step": 20, "private-snn": 3}
+EPOCHS = {"proxy": 8, "desire": 20, "hoyer": 20, "noisy-single-step": 20, "private-snn": 3}
 ANNS = {"digits": "digits_ann.pt", "mnist": "mnist_ann.pt"}
 #: what each paper reports, next to what this script measures
 HEADLINES = {

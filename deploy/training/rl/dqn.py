@@ -43,23 +43,27 @@ def greedy(net: SDQN) -> Policy:
 
 def evaluate(policy: Policy, episodes: int = 100, env_name: str = "CartPole-v1", seed: int = EVAL_SEED,
              record: list[np.ndarray] | None = None) -> list[float]:
-    """Undiscounted return of each of ``episodes`` greedy episodes (seeds ``seed + i``);
-    ``record`` collects the network inputs (scaled observations) seen."""
-    env = make_env(env_name)
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            x = scale_obs(obs)[None]
-            if record is not None:
-                record.append(x[0].numpy())
-            action = int(policy(x)[0])
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
+    """Undiscounted return of each of ``episodes`` greedy episodes (seeds ``seed + i``), played
+    side by side with one batched policy call per step; ``record`` collects the network inputs
+    (scaled observations) seen, step by step across the running episodes."""
+    envs = [make_env(env_name) for _ in range(episodes)]
+    obs = [env.reset(seed=seed + i)[0] for i, env in enumerate(envs)]
+    returns = [0.0] * episodes
+    active = list(range(episodes))
+    while active:
+        x = scale_obs(np.stack([obs[i] for i in active]))
+        if record is not None:
+            record.extend(x.numpy())
+        actions = policy(x).tolist()
+        still = []
+        for i, action in zip(active, actions, strict=True):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(int(action))
+            returns[i] += float(reward)
+            if not (terminated or truncated):
+                still.append(i)
+        active = still
+    for env in envs:
+        env.close()
     return returns
 
 

@@ -19,12 +19,14 @@ STEPS_PER_EPOCH = 2_500
 
 
 def train_pl_sdqn(seed: int = 0, steps: int = 50_000, lr: float = 1e-3, timesteps: int = 4,
-                  log: Callable[[str], None] | None = None) -> tuple[SDQN, dict[str, Any]]:
+                  log: Callable[[str], None] | None = None, eval_every: int = STEPS_PER_EPOCH,
+                  eval_episodes: int = 10, finetune_steps: int | None = None) -> tuple[SDQN, dict[str, Any]]:
     """Train a PL-SDQN on CartPole-v1; returns the frozen network and what was measured
-    (returns over 100 greedy episodes in the layer-PBLN and the frozen form, steps, seconds)."""
+    (returns over 100 greedy episodes in the layer-PBLN and the frozen form, steps, seconds).
+    ``finetune_steps`` (default ``steps // 2``) bounds the frozen-form fine-tuning."""
     net = SDQN(timesteps=timesteps, seed=seed)
     cfg = dqn.DQNConfig(steps=steps, lr=lr, batch_size=128, train_every=4, target_every=1_000,
-                        eval_every=STEPS_PER_EPOCH, seed=seed)
+                        eval_every=eval_every, eval_episodes=eval_episodes, seed=seed)
     start = time.perf_counter()
     res = dqn.train(net.set_mode("layer"), cfg, log=log)
     layer_returns = dqn.evaluate(dqn.greedy(net), 100)
@@ -36,8 +38,9 @@ def train_pl_sdqn(seed: int = 0, steps: int = 50_000, lr: float = 1e-3, timestep
         log(f"returns over 100 episodes: layer PBLN {np.mean(layer_returns):.1f}, frozen {np.mean(frozen_returns):.1f}")
     tuned_steps = 0
     if np.mean(frozen_returns) < cfg.solved:
-        tune = dqn.DQNConfig(steps=max(steps // 2, STEPS_PER_EPOCH), lr=lr / 3, batch_size=128, train_every=4,
-                             eval_every=STEPS_PER_EPOCH, eps_start=0.05, eps_end=0.02, warmup=2_000, seed=seed + 1)
+        tune = dqn.DQNConfig(steps=finetune_steps or max(steps // 2, eval_every), lr=lr / 3, batch_size=128,
+                             train_every=4, eval_every=eval_every, eval_episodes=eval_episodes, eps_start=0.05,
+                             eps_end=0.02, warmup=2_000, seed=seed + 1)
         tuned_steps = dqn.train(net, tune, log=log).steps
         frozen_returns = dqn.evaluate(dqn.greedy(net), 100)
         if log:
