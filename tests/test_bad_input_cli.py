@@ -33,10 +33,12 @@ BASE = {
     "report": ["r.json"],
     "targets": [],
     "explore": ["space.yaml", "-o", "ex"],
+    "train": ["--recipe", "desire", "-o", "m.pt"],
 }
 #: -o of each command that writes: a folder or a file
 OUTPUTS = {"compile": "folder", "report": "folder", "quantize": "folder", "export": "file", "netx": "file",
-           "finetune": "file", "convert": "file", "distill": "file", "explore": "folder"}
+           "finetune": "file", "convert": "file", "distill": "file", "explore": "folder",
+           "train": "file"}
 BAD_INT = ["abc", "1.5", "-1", ""]
 BAD_FLOAT = ["abc", "nan", "inf", "-1"]
 

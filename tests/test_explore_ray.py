@@ -23,7 +23,7 @@ SPACE = {"model": MODEL, "data": "digits", "samples": 24, "seed": 3,
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 
@@ -76,12 +76,16 @@ def test_rerun_skips_finished_trials_and_a_grown_space_adds_only_new_points(firs
     assert _stamps(out) == before
     assert [r["metrics"] for r in again.rows] == [r["metrics"] for r in first.rows]
 
-    # a trial lost to a killed run (its row never written) and two new points (rows: 256)
+    # a trial lost to a killed run (its row never written), two new points (rows: 256) and two
+    # that fail on the target (a 3x3 kernel window needs 9 rows; rows: 4)
     lost = first.rows[1]["key"]
     (out / "trials" / f"{lost}.json").unlink()
     grown = copy.deepcopy(SPACE)
-    grown["targets"]["imc"]["rows"] = [64, 128, 256]
+    grown["targets"]["imc"]["rows"] = [64, 128, 256, 4]
     result = deploy.explore(grown, out, quiet=True)
+    assert len(result.errors) == 2 and all("rows=4" in e and "needs 9 array rows" in e for e in result.errors)
+    assert json.loads((out / "pareto.json").read_text())["failed"] == result.errors
+    assert all(r["point"]["options"].get("rows") != 4 for r in result.rows)   # failed trials are not stored
     new_keys = {r["key"] for r in result.rows} - set(before)
     assert len(new_keys) == 2 and all(r["point"]["options"]["rows"] == 256
                                       for r in result.rows if r["key"] in new_keys)

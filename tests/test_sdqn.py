@@ -53,7 +53,7 @@ def test_frozen_form_equals_the_plain_lif_graph():
     out, values = SpikingNet(graph).eval().run(x, record=True)
     assert torch.allclose(SpikingNet(graph).logits(out), q, atol=1e-5)
     assert torch.equal(values["lif1"], spikes[0]) and torch.equal(values["lif2"], spikes[1])
-    assert 0 < float(spikes[0].mean()) < 1
+    assert 0 < float(spikes[0].detach().mean()) < 1
     # frozen thresholds: mu + sd (theta - shift) / gamma
     n = net.neurons[0]
     ref = n.running_mean + n.running_std * (n.theta - n.shift) / n.gamma
@@ -127,3 +127,17 @@ def test_pl_sdqn_is_a_registered_recipe():
 
     rec = recipes.get("pl-sdqn")
     assert rec.train_fn() is recipe.train and not rec.needs_ann and "Sun" in rec.paper
+
+
+def test_shipped_model_compiles_on_its_recorded_observations(tmp_path):
+    import json
+
+    from deploy.cli import main
+
+    root = "examples/models/"
+    assert main(["compile", root + "cartpole_pl_sdqn.pt", "--data", root + "cartpole_obs.npz",
+                 "-o", str(tmp_path / "rep"), "--no-figures"]) == 0
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert doc["accuracy"]["reference"] == 1.0 and doc["accuracy"]["deployed"] == 1.0   # float digital target
+    assert main(["compile", root + "cartpole_pl_sdqn_spike_readout.pt", "--target", "loihi", "--data", "none",
+                 "-o", str(tmp_path / "rep_loihi"), "--no-figures"]) == 0

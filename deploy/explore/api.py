@@ -45,9 +45,11 @@ def _model_sha256(path: str) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else hashlib.sha256(path.encode()).hexdigest()
 
 
-def _progress(enabled: bool, console: Any) -> Any:
+def _progress(enabled: bool) -> Any:
+    """A Rich bar on stderr: trials done of the total, done / running / pending, ETA."""
     if not enabled:
         return None
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -57,7 +59,7 @@ def _progress(enabled: bool, console: Any) -> Any:
     )
 
     return Progress(TextColumn("explore"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+                    TextColumn("ETA"), TimeRemainingColumn(), console=Console(stderr=True), transient=True)
 
 
 def explore(space: str | Path | dict[str, Any] | Space, out: str | Path, *, address: str | None = None,
@@ -95,7 +97,7 @@ def explore(space: str | Path | dict[str, Any] | Space, out: str | Path, *, addr
     if needs_run:
         from deploy.explore.runner import run_trials
 
-        bar = _progress(progress, console)
+        bar = _progress(progress)
         with bar if bar is not None else contextlib.nullcontext():
             rec = run_trials(sp, graph, ctx, store, pending, {k: r["metrics"] for k, r in finished.items()},
                              [r["point"] for r in finished.values()], cpus_per_trial=cpus_per_trial,

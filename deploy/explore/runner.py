@@ -155,7 +155,8 @@ def ray_session(address: str | None, cpus: int | None) -> Any:
 
     started = not ray.is_initialized()
     if started:
-        kw = {"address": address} if address else {"num_cpus": cpus or os.cpu_count() or 1}
+        # "local": a new instance, never one found running on this machine (ray.init's default)
+        kw = {"address": address} if address else {"address": "local", "num_cpus": cpus or os.cpu_count() or 1}
         ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kw)
     # a failed trial is reported once, as a line of its own (Recorder.errors), not as Tune's traceback
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
