@@ -58,12 +58,18 @@ def test_every_trial_equals_a_direct_compile_of_its_point(first_run):
         assert row["report"]["totals"]["memory_bytes"] == ref.totals.memory_bytes, p
         assert row["report"]["target"]["options"]["user"] == p["options"] if p["target"] == "imc" else True
     # the outputs: one CSV row per point, the front marked, pareto.json and the figure
-    lines = (out / "trials.csv").read_text().splitlines()
+    lines = (out / "results.csv").read_text().splitlines()
     assert len(lines) == 1 + 5
     doc = json.loads((out / "pareto.json").read_text())
     assert doc["trials"] == 5 and doc["front"]
     assert {f["key"] for f in doc["front"]} == {r["key"] for r in result.front}
     assert (out / "pareto.png").stat().st_size > 10_000 and (out / "results.parquet").is_file()
+    # report.html: every point once, the front highlighted; best/ is the best point's own report
+    page = (out / "report.html").read_text()
+    assert page.count('<tr class="front">') == len(result.front)
+    best = max(result.front, key=lambda r: r["metrics"]["accuracy"])
+    best_report = json.loads((out / "best" / "report.json").read_text())
+    assert best_report["totals"] == best["report"]["totals"] and "best/report.html" in page
 
 
 def test_rerun_skips_finished_trials_and_a_grown_space_adds_only_new_points(first_run):

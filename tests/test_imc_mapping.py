@@ -118,3 +118,26 @@ def test_shared_spec_and_config(tmp_path):
     assert a.config.rows == b.config.rows == 64
     assert (a.config.adc_bits, b.config.adc_bits, b.config.adc_share) == (1, 4, 8)
     assert b.spec["flash_latency_s"] == 8.0e-9
+
+
+def test_retrained_steps_ignored_after_requantization():
+    """A retrained model requantized to another weight precision maps exactly as the same
+    weights without retraining metadata, and says why its learned steps were dropped."""
+    from deploy.io import native
+    from quant.ptq import QConfig, quantize_all_weights
+
+    retrained = native.load(Path(__file__).resolve().parents[1] / "examples" / "models" / "digits_snn_imc.pt")
+    target = ImcTarget()
+    learned_groups = len(next(iter(retrained.meta["imc"]["steps"].values())))
+    requantized = quantize_all_weights(retrained, QConfig(weight_bits=8))
+    mapping = target.map(requantized)
+    plain = requantized.copy()
+    plain.meta = {k: v for k, v in requantized.meta.items() if k != "imc"}
+    reference = target.map(plain)
+    first = next(iter(mapping.layers.values()))
+    assert first.slicing.groups != learned_groups                # the precision really changed the groups
+    assert "steps were learned for" in mapping.notes[0]
+    for name, lm in mapping.layers.items():
+        assert np.array_equal(lm.steps, reference.layers[name].steps)
+        assert np.array_equal(lm.codes, reference.layers[name].codes)
+        assert lm.trims is None or np.array_equal(lm.trims, reference.layers[name].trims)

@@ -72,7 +72,7 @@ def explore(space: str | Path | dict[str, Any] | Space, out: str | Path, *, addr
     are skipped; each new point is stored as soon as its trial reports. ``address`` joins an
     existing Ray cluster; otherwise a local Ray with ``cpus`` CPUs (default: all) is started,
     unless one is already running in this process. ``cpus_per_trial`` CPUs (and torch threads)
-    go to each trial. Writes ``trials.csv``, ``results.parquet``, ``pareto.json``, ``pareto.png``
+    go to each trial. Writes ``results.csv``, ``results.parquet``, ``pareto.json``, ``pareto.png``, ``report.html``
     and prints the front unless ``quiet``.
     """
     from deploy.pipeline import load_test_set, resolve_model

@@ -21,7 +21,7 @@ def explore_cmd(
     cpus: Annotated[int | None, count_option("--cpus", help="CPUs of the local Ray (default: all)")] = None,
     cpus_per_trial: Annotated[int, count_option("--cpus-per-trial", help="CPUs (and torch threads) per trial")] = 1,
 ) -> None:
-    """Deploy every point of a design space as a Ray Tune trial; write trials.csv, results.parquet,
+    """Deploy every point of a design space as a Ray Tune trial; write results.csv, results.parquet, report.html,
     pareto.json and pareto.png, and print the Pareto front. Finished points are kept in
     OUT/trials/ as they finish, so a rerun (or a run on a grown space) computes only new points."""
     from rich.console import Console

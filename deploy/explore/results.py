@@ -1,11 +1,14 @@
-"""Exploration results: trials.csv / results.parquet, pareto.json, pareto.png and a terminal table.
+"""Exploration results: results.csv / results.parquet, pareto.json, pareto.png, report.html (with the
+best point's own compile report under best/) and a terminal table.
 
 Everything here is rendered from the stored trial rows alone (``OUT/trials/*.json``).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import html
 import io
 import json
 from pathlib import Path
@@ -14,7 +17,7 @@ from typing import Any
 from deploy.explore.space import OBJECTIVES, point_label
 from deploy.io.atomic import atomic_write, write_text
 
-#: the per-point columns of trials.csv after the configuration columns
+#: the per-point columns of results.csv after the configuration columns
 METRIC_COLUMNS = [field for field, _ in OBJECTIVES.values()]
 #: the figure's panels: (x objective, y objective)
 PANELS = (("energy", "accuracy"), ("latency", "energy"), ("memory", "accuracy"))
@@ -36,13 +39,13 @@ def table_rows(rows: list[dict[str, Any]], on_front: set[str]) -> list[dict[str,
 
 
 def write_tables(out: Path, flat: list[dict[str, Any]]) -> None:
-    """OUT/trials.csv and OUT/results.parquet (same columns)."""
+    """OUT/results.csv and OUT/results.parquet (same columns)."""
     buf = io.StringIO()
     if flat:
         writer = csv.DictWriter(buf, fieldnames=list(flat[0]))
         writer.writeheader()
         writer.writerows(flat)
-    write_text(out / "trials.csv", buf.getvalue())
+    write_text(out / "results.csv", buf.getvalue())
     import pandas as pd
 
     atomic_write(out / "results.parquet", lambda p: pd.DataFrame(flat).to_parquet(p, index=False))
@@ -132,15 +135,86 @@ def print_front(front_rows: list[dict[str, Any]], directions: dict[str, str], to
     console.print(table)
 
 
+def best_row(front_rows: list[dict[str, Any]], directions: dict[str, str]) -> dict[str, Any] | None:
+    """The front point that is best on the first objective (ties: the first such point)."""
+    if not front_rows:
+        return None
+    objective, direction = next(iter(directions.items()))
+    field = OBJECTIVES[objective][0]
+    sign = -1.0 if direction == "max" else 1.0
+    scored = [r for r in front_rows if r["metrics"].get(field) is not None]
+    return min(scored, key=lambda r: sign * r["metrics"][field]) if scored else front_rows[0]
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if name == "accuracy":
+        return f"{100 * value:.2f} %"
+    if name in UNITS:
+        from deploy.report.render import human
+
+        return human(value, UNITS[name])
+    return str(value)
+
+
+def _html_rows(rows: list[dict[str, Any]], names: list[str], on_front: set[str]) -> str:
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in ["point", *names])
+    body = []
+    for r in rows:
+        cls = ' class="front"' if r["key"] in on_front else ""
+        cells = "".join(f"<td>{html.escape(_cell(n, r['metrics'].get(OBJECTIVES[n][0])))}</td>" for n in names)
+        body.append(f"<tr{cls}><td>{html.escape(point_label(r['point']))}</td>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def report_html(rows: list[dict[str, Any]], front_rows: list[dict[str, Any]], directions: dict[str, str],
+                doc: dict[str, Any], png: bytes | None, best: dict[str, Any] | None) -> str:
+    """One self-contained page: what was swept, the figure, the front, every point, the failures."""
+    on_front = {r["key"] for r in front_rows}
+    names = list(dict.fromkeys([*directions, "accuracy", "energy", "latency", "memory"]))
+    goal = ", ".join(f"{o} ({'maximised' if d == 'max' else 'minimised'})" for o, d in directions.items())
+    wall = doc.get("wall_time_s")
+    parts = [f"<h1>Design-space exploration</h1><p>{len(rows)} points, {len(front_rows)} on the Pareto front "
+             f"over {html.escape(goal)}" + (f"; this run took {wall:.0f} s" if wall else "") + ".</p>"]
+    if best is not None:
+        parts.append(f"<p>Best on {html.escape(next(iter(directions)))}: <b>{html.escape(point_label(best['point']))}"
+                     f"</b> &mdash; its own compile report: <a href=\"best/report.html\">best/report.html</a>.</p>")
+    if png:
+        parts.append(f'<img alt="Pareto front" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+    parts.append("<h2>Pareto front</h2>" + _html_rows(front_rows, names, set()))
+    parts.append("<h2>Every point</h2><p>Front points are highlighted.</p>" + _html_rows(rows, names, on_front))
+    if doc.get("failed"):
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in doc["failed"])
+        parts.append(f"<h2>Failed points</h2><ul>{items}</ul>")
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}img{max-width:100%}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "white-space:nowrap;text-align:right}td:first-child,th:first-child{text-align:left}"
+             "tr.front{background:#fff3c4}")
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Design-space exploration</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
 def write_all(out: Path, rows: list[dict[str, Any]], front_rows: list[dict[str, Any]],
               directions: dict[str, str], wall_s: float | None = None,
               failed: list[str] | None = None) -> dict[str, Any]:
-    """Write trials.csv, results.parquet, pareto.json and pareto.png into ``out``; returns pareto.json's doc."""
+    """Write results.csv, results.parquet, pareto.json, pareto.png, report.html and the best
+    point's own compile report (best/) into ``out``; returns pareto.json's doc."""
+    from deploy.report import render
+    from deploy.report.schema import Report
+
     on_front = {r["key"] for r in front_rows}
     write_tables(out, table_rows(rows, on_front))
     doc = pareto_doc(rows, front_rows, directions, wall_s, failed)
     write_pareto(out, doc)
+    png = None
     if rows:
-        fig = figure(rows, on_front)
-        atomic_write(out / "pareto.png", lambda p: fig.savefig(p, dpi=130, format="png"))
+        buf = io.BytesIO()
+        figure(rows, on_front).savefig(buf, dpi=130, format="png")
+        png = buf.getvalue()
+        atomic_write(out / "pareto.png", lambda p: Path(p).write_bytes(png))
+    best = best_row(front_rows, directions)
+    if best is not None:
+        render.write_all(Report.model_validate(best["report"]), out / "best")
+    write_text(out / "report.html", report_html(rows, front_rows, directions, doc, png, best))
     return doc

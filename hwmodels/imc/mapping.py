@@ -264,8 +264,15 @@ def map_graph(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> ImcMapping:
         steps, trims = found.get("steps"), found.get("trims")
         lm = map_layer(deployed, node, shapes, cfg, steps)
         if steps is not None and len(steps) != lm.slicing.groups:
-            raise TargetError(f"layer '{node.name}': {len(steps)} learned conversion steps, "
-                              f"{lm.slicing.groups} column groups expected")
+            # the weights were requantized after retraining (another weight precision): the
+            # learned steps and trims belong to column groups that no longer exist
+            plain = graph.copy()
+            plain.meta = {k: v for k, v in graph.meta.items() if k != "imc"}
+            mapping = map_graph(plain, cfg, adc)
+            mapping.notes.insert(0, f"retrained conversion steps in the model were ignored: layer '{node.name}' "
+                                    f"has {lm.slicing.groups} column groups at its stored weight precision, "
+                                    f"the steps were learned for {len(steps)}")
+            return mapping
         if trims is not None:
             if len(trims) != lm.column_count:
                 raise TargetError(f"layer '{node.name}': {len(trims)} learned reference trims, "
