@@ -17,7 +17,7 @@ import torch
 from deploy.core.errors import DataError
 
 DATASETS = ("digits", "mnist", "events")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
