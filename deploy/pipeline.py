@@ -173,7 +173,7 @@ def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: floa
     with budget.limit(max_memory):   # the target's own checks (e.g. in map) see the same limit
         mapping = tgt.map(graph)
     if x is None:
-        activity = assumed_activity(tgt.graph_of(mapping), rate)
+        activity = assumed_activity(mapping.graph, rate)
     else:
         mapping = tgt.calibrate(mapping, x, batch_size)
         gen = torch.Generator().manual_seed(seed)
@@ -295,7 +295,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
         target=TargetInfo(description=tgt.description, spec_file=tgt.spec.path, **{
             k: v for k, v in tgt.describe().items() if k in ("name", "options", "spec")}),
         mode=mode, accuracy=accuracy, totals=_totals(cost, activity, graph), breakdown=_breakdown(cost),
-        metrics=_metrics(graph, activity), layers=_layer_rows(tgt.graph_of(mapping), cost, activity, graph),
+        metrics=_metrics(graph, activity), layers=_layer_rows(mapping.graph, cost, activity, graph),
         comparison=comparison, assumptions=assumptions, latency=latency_path(cost),
         run={"seed": seed, "samples": len(x) if x is not None else 0, "duration_s": time.perf_counter() - start,
              "version": __version__, "rate": rate if x is None else None, "split_seed": split_seed})

@@ -7,8 +7,8 @@ splits a process from its process models.
 
 from __future__ import annotations
 
+import collections.abc
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -110,6 +110,14 @@ class Cost:
         return out
 
 
+@dataclass
+class Mapping:
+    """A graph placed on a target. ``graph`` is the graph the target runs (e.g. with its weights
+    at the target's precision); a target's own mapping type adds where everything sits."""
+
+    graph: ir.Graph
+
+
 class Target(ABC):
     """A hardware target. Subclasses set ``name`` and ``spec_name``."""
 
@@ -123,14 +131,18 @@ class Target(ABC):
     #: precision (fixed point, crossbar conversions), so its accuracy is the deployed one; False
     #: for a float simulation (then ``quant`` runs its fixed-point network and costs that activity)
     bit_true: bool = False
+    #: True when :meth:`simulate` is the float reference run of the mapping's graph (a compile
+    #: then reuses it as the reference); a target whose answer depends on the graph overrides
+    #: :meth:`simulates_float`
+    float_simulation: bool = True
     #: the schema of this target's options (:mod:`hwmodels.options`); None: the subclass
     #: validates them itself into ``self.config``
     options_schema: type[Options] | None = NoOptions
 
-    def __init__(self, spec: Spec | None = None, options: Mapping[str, Any] | None = None):
+    def __init__(self, spec: Spec | None = None, options: collections.abc.Mapping[str, Any] | None = None):
         self.spec = spec or load_spec(self.spec_name)
         #: the options as given (read-only); ``config`` holds them validated
-        self.options: Mapping[str, Any] = MappingProxyType(dict(options or {}))
+        self.options: collections.abc.Mapping[str, Any] = MappingProxyType(dict(options or {}))
         if self.options_schema is not None:
             self.config = validate_options(self.options_schema, self.options, self.name)
 
@@ -159,40 +171,37 @@ class Target(ABC):
                                   f"on target '{self.name}'")
         return []
 
-    def map(self, graph: ir.Graph) -> Any:
+    def map(self, graph: ir.Graph) -> Mapping:
         """Place the graph; raises TargetError naming the first violation."""
         violations = self.check(graph)
         if violations:
             raise TargetError(str(violations[0]))
-        return graph
+        return Mapping(graph)
 
-    def calibrate(self, mapping: Any, x: torch.Tensor, batch_size: int = 128) -> Any:
+    def calibrate(self, mapping: Mapping, x: torch.Tensor, batch_size: int = 128) -> Mapping:
         """The mapping with whatever the target sets from sample inputs ``x`` (e.g. conversion
         references), as a new object: ``mapping`` itself is left as it is. This is an explicit step
         before :meth:`simulate`, which never changes a mapping. Default: nothing to calibrate."""
         return mapping
 
-    def simulate(self, mapping: Any, x: torch.Tensor, batch_size: int = 128,
+    def simulate(self, mapping: Mapping, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:
         """Run the mapped network on ``x`` (N, ...) and return its activity (``mapping`` unchanged)."""
-        return simulate_float(mapping, x, batch_size, generator, progress)
+        return simulate_float(mapping.graph, x, batch_size, generator, progress)
 
-    def simulates_float(self, mapping: Any) -> bool:
+    def simulates_float(self, mapping: Mapping) -> bool:
         """True when :meth:`simulate` is the float reference run of the mapping's graph
-        (:func:`simulate_float`), so a compile can reuse it as the reference."""
-        return type(self).simulate is Target.simulate
+        (:func:`simulate_float`), so a compile can reuse it as the reference: the declared
+        :attr:`float_simulation`, or what the graph asks for where that depends on it."""
+        return self.float_simulation
 
     @abstractmethod
-    def cost(self, mapping: Any, activity: Activity) -> Cost:
+    def cost(self, mapping: Mapping, activity: Activity) -> Cost:
         """Energy, latency and memory of the mapped network for this activity."""
 
-    def cores_used(self, mapping: Any) -> int | None:
+    def cores_used(self, mapping: Mapping) -> int | None:
         """Cores a mapping occupies, for targets built of cores (None otherwise)."""
         return None
-
-    def graph_of(self, mapping: Any) -> ir.Graph:
-        """The (possibly transformed) graph a mapping runs."""
-        return mapping if isinstance(mapping, ir.Graph) else mapping.graph
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "spec_file": self.spec.path, "options": dict(self.options),

@@ -19,7 +19,7 @@ def tiny_graph(bits=None):
 
 def test_cost_matches_hand_computation_from_the_spec():
     tgt = get_target("digital")
-    g = tiny_graph(bits=8)
+    g = tgt.map(tiny_graph(bits=8))
     x = torch.tensor([[1.0, 0.0]])                       # rate-coded: input 1 always spikes
     act = tgt.simulate(g, x, generator=torch.Generator().manual_seed(0))
     cost = tgt.cost(g, act)
@@ -48,7 +48,7 @@ def test_spec_without_a_constant_fails_clearly(tmp_path):
     from hwmodels.digital import DigitalTarget
 
     tgt = DigitalTarget(spec=load_spec(spec))
-    g = tiny_graph()
+    g = tgt.map(tiny_graph())
     act = tgt.simulate(g, torch.ones(1, 2))
     with pytest.raises(TargetError, match="missing constant 'e_"):
         tgt.cost(g, act)
@@ -65,7 +65,7 @@ def test_config_overrides_constants_and_records_origin(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("constants:\n  pe_count: 1\n")
     tgt = get_target("digital", str(cfg))
-    g = tiny_graph()
+    g = tgt.map(tiny_graph())
     cost = tgt.cost(g, tgt.simulate(g, torch.ones(1, 2)))
     assert tgt.describe()["spec"]["pe_count"]["source"] == f"override from {cfg}"
     assert cost.latency_s > get_target("digital").cost(g, tgt.simulate(g, torch.ones(1, 2))).latency_s

@@ -193,7 +193,7 @@ def test_family_example_compiles_on_every_target(family, target, digits_split):
     cost = tgt.cost(mapping, activity)
     assert cost.energy_j > 0 and cost.latency_s > 0 and cost.memory_bytes > 0
     names = {lc.name for lc in cost.layers}
-    assert {n.name for n in tgt.graph_of(mapping).nodes} <= names | set(activity.layers)
+    assert {n.name for n in mapping.graph.nodes} <= names | set(activity.layers)
     acc = float((activity.predictions == y).float().mean())
     if target != "imc":   # ADC-less sense amplifiers binarize partial sums: accuracy needs IMC-aware fine-tuning
         assert acc > 0.6, f"{family} on {target}: accuracy {acc:.2f}"

@@ -51,7 +51,7 @@ class DigitalTarget(Target):
     def simulate(self, mapping, x: torch.Tensor, batch_size: int = 128,
                  generator: torch.Generator | None = None, progress: bool = False) -> Activity:
         """Bit-true for a quantized graph (:func:`quant.neurons.quantized_net`), float32 otherwise."""
-        graph = self.graph_of(mapping)
+        graph = mapping.graph
         if not fixed_point(graph):
             return simulate_float(graph, x, batch_size, generator, progress)
         from quant.evaluate import fixed_point_activity
@@ -59,7 +59,7 @@ class DigitalTarget(Target):
         return fixed_point_activity(graph, x, batch_size, generator, progress)
 
     def simulates_float(self, mapping) -> bool:
-        return not fixed_point(self.graph_of(mapping))
+        return not fixed_point(mapping.graph)
 
     def _arith(self, bits: int) -> tuple[float, float]:
         """(add, multiply) energy in pJ at a precision: int8 figures up to 8 bits, fp32 above."""
@@ -71,7 +71,7 @@ class DigitalTarget(Target):
         return s["e_add_fp32_pj"], s["e_mult_fp32_pj"]
 
     def cost(self, mapping, activity: Activity) -> Cost:
-        graph: ir.Graph = self.graph_of(mapping)
+        graph: ir.Graph = mapping.graph
         s = self.spec
         shapes, memory = graph.shapes(), layer_memory(graph)   # weights + neuron params + state, no overhead
         sram = s["e_sram_read_pj_per_bit"]

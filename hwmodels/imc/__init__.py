@@ -42,6 +42,7 @@ class ImcTarget(Target):
     adc = False
     options_schema = None   # validated by hwmodels.imc.config.parse_options
     bit_true = True   # simulate() runs the crossbar's partial-sum conversions itself
+    float_simulation = False
 
     def __init__(self, spec: Spec | None = None, options: Mapping[str, Any] | None = None):
         super().__init__(spec, options)

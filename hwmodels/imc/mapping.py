@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from deploy.core import ir
 from deploy.core.budget import check_budget, estimate_bytes
 from deploy.core.errors import TargetError
-from hwmodels.base import Violation
+from hwmodels.base import Mapping, Violation
 from hwmodels.imc.config import ImcConfig
 from hwmodels.imc.slicing import Slicing, slice_codes, weight_codes
 
@@ -85,10 +85,9 @@ class LayerMap:
 
 
 @dataclass
-class ImcMapping:
+class ImcMapping(Mapping):
     """A graph placed on IMC arrays (``graph`` holds the quantized weights)."""
 
-    graph: ir.Graph
     config: ImcConfig
     adc: bool
     layers: dict[str, LayerMap]

@@ -17,7 +17,6 @@ Options (constructor ``options`` or the ``options:`` section of ``--config``), v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from deploy.core import ir
 from deploy.core.errors import TargetError
 from deploy.core.metrics import Activity, merge
-from hwmodels.base import Cost, Target, Violation
+from hwmodels.base import Cost, Mapping, Target, Violation
 from hwmodels.loihi import cost as cost_model
 from hwmodels.loihi import reference
 from hwmodels.loihi.activity import build_activity
@@ -38,10 +37,9 @@ from hwmodels.loihi.partition import Limits, Placement, place
 
 
 @dataclass
-class LoihiMapping:
+class LoihiMapping(Mapping):
     """A graph on Loihi: the fixed-point network and where it sits."""
 
-    graph: ir.Graph
     network: LoihiNetwork
     placement: Placement
     target: str
@@ -53,10 +51,11 @@ class Loihi1Target(Target):
     description = "Intel Loihi 1 via Lava (bit-accurate CUBA LIF, Dense/Conv synapses, 128 cores per chip)"
     supported_kinds = SUPPORTED_KINDS
     bit_true = True   # simulate() runs Loihi's own fixed-point arithmetic
+    float_simulation = False
     options_schema = LoihiOptions
     config: LoihiOptions
 
-    def __init__(self, spec=None, options: Mapping[str, Any] | None = None):
+    def __init__(self, spec=None, options: dict[str, Any] | None = None):
         super().__init__(spec, options)
         self.formats()          # the options bounded by the spec (bias_exp) are checked now
 
