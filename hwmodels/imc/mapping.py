@@ -244,6 +244,15 @@ def _learned_steps(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> tuple[dict[str
     if diff:
         return {}, [f"retrained conversion steps in the model were ignored: {diff[0]} differs "
                     f"({meta.get(diff[0])} in the model, {want[diff[0]]} here)"]
+    synapses = {node.name: node for node in graph.synapses()}
+    for name, steps in dict(meta["steps"]).items():
+        # weights requantized after retraining: the steps belong to column groups that no longer exist
+        if name not in synapses:
+            continue
+        groups = Slicing(_graph_quant(synapses[name], cfg)[0], cfg.bits_per_cell, cfg.signed).groups
+        if len(steps) != groups:
+            return {}, [f"retrained conversion steps in the model were ignored: layer '{name}' has {groups} "
+                        f"column groups at its stored weight precision, the steps were learned for {len(steps)}"]
     trims = meta.get("trims") or {}
     learned = {name: {"steps": steps, "trims": trims.get(name)} for name, steps in dict(meta["steps"]).items()}
     return learned, [f"conversion steps and per-column SA references learned by retraining at "
@@ -262,16 +271,6 @@ def map_graph(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> ImcMapping:
         found = learned.get(node.name, {})
         steps, trims = found.get("steps"), found.get("trims")
         lm = map_layer(deployed, node, shapes, cfg, steps)
-        if steps is not None and len(steps) != lm.slicing.groups:
-            # the weights were requantized after retraining (another weight precision): the
-            # learned steps and trims belong to column groups that no longer exist
-            plain = graph.copy()
-            plain.meta = {k: v for k, v in graph.meta.items() if k != "imc"}
-            mapping = map_graph(plain, cfg, adc)
-            mapping.notes.insert(0, f"retrained conversion steps in the model were ignored: layer '{node.name}' "
-                                    f"has {lm.slicing.groups} column groups at its stored weight precision, "
-                                    f"the steps were learned for {len(steps)}")
-            return mapping
         if trims is not None:
             if len(trims) != lm.column_count:
                 raise TargetError(f"layer '{node.name}': {len(trims)} learned reference trims, "
