@@ -31,10 +31,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from deploy.core.data import Split, fit_to_model
 from deploy.core.errors import ModelError
+from deploy.core.progress import bar as progress_bar
 from deploy.core.repro import reproducible
 from deploy.io.atomic import atomic_write
 from deploy.io.native import FORMAT as SNN_FORMAT
@@ -324,7 +324,7 @@ def fit(model: nn.Module, split: Split, epochs: int = 20, lr: float = 2e-3, batc
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
     history = []
-    for epoch in tqdm(range(epochs), desc="train ANN", disable=not progress):
+    for epoch in progress_bar(range(epochs), desc="train ANN", disable=not progress):
         model.train()
         perm = torch.randperm(len(x), generator=g)
         total = 0.0

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from deploy.core.data import Split, fit_to_model
 from deploy.core.net import SpikingNet, build
+from deploy.core.progress import bar as progress_bar
 from deploy.core.repro import reproducible
 from deploy.training.recipes.common import RecipeResult, mlp_spec, sample_shape
 from deploy.training.snn import evaluate
@@ -82,7 +82,7 @@ def fit_desire(net: SpikingNet, split: Split, epochs: int, lr: float = 0.1, batc
     g = torch.Generator().manual_seed(seed)
     x = fit_to_model(split.x_train, net.graph.input_shape)
     history = []
-    for epoch in tqdm(range(epochs), desc="desire", disable=not progress):
+    for epoch in progress_bar(range(epochs), desc="desire", disable=not progress):
         net.train()
         perm = torch.randperm(len(x), generator=g)
         correct = 0
