@@ -34,12 +34,11 @@ QUICK = {"model": "examples/models/digits_snn.pt", "data": "digits", "samples": 
 #: one point deployed in a fresh process, exactly as a trial does (deploy.explore.trial.run_point)
 STANDALONE = """
 import json, sys
-from deploy.explore.api import _model_sha256
 from deploy.explore.space import parse
 from deploy.explore.trial import Context, run_point
 from deploy.pipeline import resolve_model
 space, index, seed = parse(json.loads(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
-ctx = Context(_model_sha256(space.model), space.data, space.samples, space.seed, space.split_seed)
+ctx = Context.of(space)
 metrics, _ = run_point(resolve_model(space.model), space.points()[index], ctx, seed)
 print(json.dumps(metrics))
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,11 +37,6 @@ def _space(space: str | Path | dict[str, Any] | Space) -> Space:
     if isinstance(space, dict):
         return parse(space, "space")
     return load(space)
-
-
-def _model_sha256(path: str) -> str:
-    p = Path(path.split(":")[0])
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else hashlib.sha256(path.encode()).hexdigest()
 
 
 def _progress(enabled: bool) -> Any:
@@ -84,7 +78,7 @@ def explore(space: str | Path | dict[str, Any] | Space, out: str | Path, *, addr
             raise DeployError(f"{name} must be an integer >= 1, got {value!r}")
     graph = resolve_model(sp.model)
     load_test_set(graph.copy(), sp.data, sp.samples, sp.split_seed)   # the data exists and fits the model
-    ctx = Context(_model_sha256(sp.model), sp.data, sp.samples, sp.seed, sp.split_seed)
+    ctx = Context.of(sp)
     store = Store(out).open()
     points = sp.points()
     keys = [point_key(p, ctx.as_key()) for p in points]

@@ -6,11 +6,13 @@ and :func:`deploy.pipeline.compile`, in that order, all seeded with the point's 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from deploy.core import ir
-from deploy.explore.space import OBJECTIVES
+from deploy.explore.space import OBJECTIVES, Space
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,14 @@ class Context:
     samples: int
     seed: int
     split_seed: int
+
+    @classmethod
+    def of(cls, space: Space) -> Context:
+        """The context of a space's points: its data, samples and seeds, and the sha256 of its
+        model file (of the reference string itself when it names no file, e.g. a factory)."""
+        path = Path(space.model.split(":")[0])
+        digest = hashlib.sha256(path.read_bytes() if path.is_file() else space.model.encode()).hexdigest()
+        return cls(digest, space.data, space.samples, space.seed, space.split_seed)
 
     def as_key(self) -> dict[str, Any]:
         return {"model_sha256": self.model_sha256, "data": self.data, "samples": self.samples,
