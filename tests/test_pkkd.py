@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.training.distill.adder import AdderConv2d, AdderLinear, conv_net
+from deploy.training.adder import AdderConv2d, AdderLinear, conv_net
 from deploy.training.distill.pkkd import FeatureMatch, kernel_map, train
 from hwmodels.digital.ann_cost import digital_cost
 

@@ -1,5 +1,6 @@
-"""``deploy distill``: train a student SNN from a teacher checkpoint (a thin wrapper over
-:func:`deploy.training.distill`). The output is a native SNN checkpoint, written atomically."""
+"""``deploy distill``: train a student SNN from a teacher checkpoint, or (``--method pkkd``) an adder
+network with its own CNN teacher (a thin wrapper over :func:`deploy.api.distill.distill`). The output
+is a native SNN checkpoint, or for pkkd a ``neurodeploy-ann`` checkpoint, written atomically."""
 
 from __future__ import annotations
 
@@ -20,15 +21,25 @@ from deploy.cli_options import (
     runtime,
     seed_option,
 )
+from deploy.core.errors import DeployError
+
+#: the parameters --method pkkd uses (the others shape SNN students and their teachers)
+PKKD_PARAMS = ("out", "method", "data", "epochs", "lr", "batch_size", "seed", "threads", "progress")
 
 
 def distill_cmd(
-    teacher: Annotated[Path, typer.Argument(metavar="TEACHER", help="teacher: neurodeploy-ann checkpoint, native SNN or NIR",
-                                            show_default=False)],
-    student: Annotated[Path, typer.Option("--student", metavar="PATH", show_default=False,
-                                          help="student spec YAML (deploy.core.net.build format)")],
-    out: Annotated[Path, out_option("file", "output native SNN checkpoint")],
-    method: Annotated[str, typer.Option(metavar="METHOD", help="kd | hetero-kd | ta | ta-ensemble | hint")] = "kd",
+    ctx: typer.Context,
+    out: Annotated[Path, out_option("file", "output checkpoint: native SNN (neurodeploy-ann adder network for "
+                                            "pkkd)")],
+    teacher: Annotated[Path | None, typer.Argument(
+        metavar="TEACHER", show_default=False,
+        help="teacher: neurodeploy-ann checkpoint, native SNN or NIR (not with --method pkkd)")] = None,
+    student: Annotated[Path | None, typer.Option("--student", metavar="PATH", show_default=False,
+                                                 help="student spec YAML (deploy.core.net.build format; "
+                                                      "not with --method pkkd)")] = None,
+    method: Annotated[str, typer.Option(metavar="METHOD", help=(
+        "kd | hetero-kd | ta | ta-ensemble | hint | pkkd (an adder network trained with its own CNN "
+        "teacher; uses only --data --epochs --lr --batch-size --seed --threads)"))] = "kd",
     data: Annotated[str, typer.Option(metavar="DATA", help="digits | mnist")] = "digits",
     epochs: Annotated[int, count_option("--epochs", help="training epochs (per stage for ta)")] = 10,
     temperature: Annotated[float, float_option("--temperature", help="teacher (soft-target) temperature",
@@ -46,7 +57,8 @@ def distill_cmd(
                                                             "'sample'")] = "class",
     learn_temperature: Annotated[bool, typer.Option(
         "--learn-temperature/--fixed-temperature", help="hetero-kd: learn the teacher temperatures")] = True,
-    lr: Annotated[float, float_option("--lr", help="Adam learning rate", min=0, min_open=True)] = 2e-3,
+    lr: Annotated[float, float_option("--lr", help="Adam learning rate (3e-3 for pkkd unless given)", min=0,
+                                      min_open=True)] = 2e-3,
     batch_size: Annotated[int, count_option("--batch-size", help="training batch size, samples")] = 64,
     seed: Annotated[int, seed_option("--seed")] = 0,
     threads: Annotated[int, count_option("--threads", help="torch CPU threads (small SNNs train fastest on "
@@ -58,12 +70,26 @@ def distill_cmd(
     encoding: EncodingOpt = None,
     timesteps: TimestepsOpt = None,
 ) -> None:
-    """Distill TEACHER into the student spec and write a native SNN checkpoint.
+    """Distill TEACHER into the student spec and write a native SNN checkpoint; with --method pkkd,
+    train an adder network (not spiking) with its own CNN teacher and price it on digital.
 
     --dt, --encoding and --timesteps apply to an SNN teacher (the student's come from its spec)."""
-    from deploy.api.distill import distill
+    from deploy.api.distill import PKKD, distill
+    from deploy.report.units import human
 
     runtime(progress)
+    if method == PKKD:
+        _reject_unused(ctx)
+        net, meta = distill(teacher, student, out, method=method, data=data, epochs=epochs,
+                            lr=lr if _given(ctx, "lr") else None,
+                            batch_size=batch_size, seed=seed, threads=threads)
+        cost = meta["digital_cost"]["per_inference"]
+        console.print(f"{markup(net.name)}: test accuracy {meta['test_accuracy']:.4f}, CNN teacher "
+                      f"{meta['teacher_accuracy']:.4f}; per inference on digital: {cost['adds']:,} adds, "
+                      f"{cost['mults']:,} mults, {human(cost['energy_j'], 'J')} (not a spiking network; "
+                      f"{epochs} epochs, {meta['train_seconds']:.0f} s) -> {markup(out)}", highlight=False,
+                      soft_wrap=True)
+        return
     graph, meta = distill(teacher, student, out, method=method, data=data, epochs=epochs,
                           temperature=temperature, student_temperature=student_temperature, alpha=alpha,
                           spike_reg=spike_reg, assistant=assistant,
@@ -72,6 +98,23 @@ def distill_cmd(
     console.print(f"{markup(graph.name)}: test accuracy {meta['test_accuracy']:.4f}, "
                   f"{meta['spikes_per_inference']:.1f} spikes per inference ({method}, {epochs} epochs, "
                   f"{meta['train_seconds']:.0f} s) -> {markup(out)}", highlight=False)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the parameter ``name`` was given (not left at its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
+
+
+def _reject_unused(ctx: typer.Context) -> None:
+    """One-line error for an option --method pkkd does not use (TEACHER and --student: the api's)."""
+    for param in ctx.command.params:
+        if param.name in (*PKKD_PARAMS, "teacher", "student") or param.name is None:
+            continue
+        if _given(ctx, param.name):
+            flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            raise DeployError(f"{flag} does not apply to --method pkkd (it uses --data, --epochs, --lr, "
+                              "--batch-size, --seed and --threads)")
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,8 @@ from deploy.io.atomic import atomic_write
 from deploy.io.schema import validate_document
 
 FORMAT = "neurodeploy-snn"
+#: the frame-based ANN checkpoint (read and written by :mod:`deploy.training.ann`)
+ANN_FORMAT = "neurodeploy-ann"
 #: torch's weights-only unpickler names a global from a module on its block list (os, posix, ...)
 _BLOCKED = re.compile(r"unsupported GLOBAL (?P<name>[\w.]+) whose module (?P<module>[\w.]+) is blocked")
 VERSION = 1
@@ -80,6 +82,8 @@ def from_document(doc: Any, origin: str = "model") -> Graph:
     if not isinstance(doc, dict):
         raise ModelError(f"{origin}: not a {FORMAT} checkpoint (found {type(doc).__name__}; "
                          "a bare state_dict needs its architecture)")
+    if doc.get("format") == ANN_FORMAT:
+        raise ModelError(_not_spiking(doc, origin))
     if doc.get("format") != FORMAT:
         raise ModelError(f"{origin}: format key is {doc.get('format')!r}, expected {FORMAT!r}")
     if doc.get("version") != VERSION:
@@ -94,6 +98,23 @@ def from_document(doc: Any, origin: str = "model") -> Graph:
     graph.meta.setdefault("source", origin)
     graph.meta.update(doc.get("meta", {}))           # what save() was told is newer than the arch's
     return graph
+
+
+def _not_spiking(doc: dict[str, Any], origin: str) -> str:
+    """What to do with an ANN checkpoint given where a spiking network is expected (one line)."""
+    head = f"{origin} is a frame-based ANN ({ANN_FORMAT}), not a spiking network: "
+    if _has_adder(doc.get("arch")):
+        return (head + "its adder layers cannot be converted; adder networks are priced on digital by "
+                "`deploy distill --method pkkd` (report in its meta) and do not run on spiking targets")
+    return head + "convert it with `deploy convert` first"
+
+
+def _has_adder(arch: Any) -> bool:
+    """Whether an ANN arch list (residual bodies and shortcuts included) holds an ``adder_*`` layer."""
+    return isinstance(arch, list) and any(
+        isinstance(d, dict) and (str(d.get("type", "")).startswith("adder_")
+                                 or _has_adder(d.get("body")) or _has_adder(d.get("shortcut")))
+        for d in arch)
 
 
 def load(path: str | Path) -> Graph:

@@ -15,10 +15,14 @@ Layer dicts (``type`` plus the constructor arguments, optionally a ``name``)::
     {"type": "pool2d", "mode": "max", "kernel_size": 2}   # mode max | avg
     {"type": "flatten"} {"type": "dropout", "p": 0.1} {"type": "sigmoid"} {"type": "tanh"}
     {"type": "residual", "body": [...], "shortcut": [...], "act": {"type": "relu"}}
+    {"type": "adder_conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "padding": 1,
+     "stride": 1, "eta": 0.1}                           # AdderNet layers (deploy.training.adder)
+    {"type": "adder_linear", "in_features": 64, "out_features": 10, "eta": 0.1}
 
 A residual block computes ``act(body(x) + shortcut(x))``; an empty shortcut is the identity.
 :func:`build` fills in a layer's input size (``in_channels``, ``in_features``) from the shape
-the layers before it produce, so a spec may give only the output sizes.
+the layers before it produce, so a spec may give only the output sizes. An arch with adder
+layers is frame-based and cannot be converted to an SNN.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from deploy.core.errors import ModelError
 from deploy.core.progress import bar as progress_bar
 from deploy.core.repro import reproducible
 from deploy.io.atomic import atomic_write
+from deploy.io.native import ANN_FORMAT, read_checkpoint
 from deploy.io.native import FORMAT as SNN_FORMAT
-from deploy.io.native import read_checkpoint
+from deploy.training.adder import AdderConv2d, AdderLinear
 
-FORMAT = "neurodeploy-ann"
+FORMAT = ANN_FORMAT
 VERSION = 1
 
 
@@ -110,6 +115,7 @@ _SIMPLE: dict[str, type[nn.Module]] = {
     "batchnorm2d": nn.BatchNorm2d, "relu": nn.ReLU, "clip": Clip, "avgpool2d": nn.AvgPool2d,
     "maxpool2d": nn.MaxPool2d, "flatten": nn.Flatten, "dropout": nn.Dropout,
     "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "identity": nn.Identity,
+    "adder_conv2d": AdderConv2d, "adder_linear": AdderLinear,
 }
 _ARGS: dict[type[nn.Module], tuple[str, ...]] = {
     nn.Linear: ("in_features", "out_features"),
@@ -117,7 +123,12 @@ _ARGS: dict[type[nn.Module], tuple[str, ...]] = {
     nn.BatchNorm1d: ("num_features", "eps", "momentum"), nn.BatchNorm2d: ("num_features", "eps", "momentum"),
     nn.AvgPool2d: ("kernel_size", "stride", "padding"), nn.MaxPool2d: ("kernel_size", "stride", "padding"),
     nn.Dropout: ("p",), nn.Flatten: ("start_dim",),
+    AdderConv2d: ("in_channels", "out_channels", "kernel_size", "padding", "stride", "eta"),
+    AdderLinear: ("in_features", "out_features", "eta"),
 }
+#: layer types whose input size :func:`build` infers, and the argument that holds it
+_INFER = {"conv2d": "in_channels", "adder_conv2d": "in_channels", "linear": "in_features",
+          "adder_linear": "in_features"}
 
 
 def build_layer(spec: dict[str, Any], where: str = "layer") -> nn.Module:
@@ -165,12 +176,13 @@ def build(arch: list[dict[str, Any]], input_shape: tuple[int, ...], name: str = 
         spec = dict(spec)
         lname = str(spec.pop("name", i))
         where = f"ANN layer '{lname}'"
-        if spec.get("type") == "conv2d" and "in_channels" not in spec:
+        arg = _INFER.get(str(spec.get("type")))
+        if arg == "in_channels" and arg not in spec:
             if len(shape) != 3:
-                raise ModelError(f"{where}: conv2d needs a (C, H, W) input, got {shape}")
-            spec["in_channels"] = shape[0]
-        if spec.get("type") == "linear":
-            spec.setdefault("in_features", math.prod(shape))
+                raise ModelError(f"{where}: {spec['type']} needs a (C, H, W) input, got {shape}")
+            spec[arg] = shape[0]
+        if arg == "in_features":
+            spec.setdefault(arg, math.prod(shape))
         layers[lname] = m = build_layer(spec, where)
         try:
             with torch.no_grad():
@@ -226,16 +238,23 @@ def arch_of(model: nn.Module) -> list[dict[str, Any]]:
     return out
 
 
-def save(model: nn.Module, path: str | Path, input_shape: tuple[int, ...] | None = None,
-         meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` as a native ANN checkpoint (atomically)."""
+def to_document(model: nn.Module, input_shape: tuple[int, ...] | None = None,
+                meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint document of an ``nn.Sequential`` of supported layers (an :class:`ANN`, or
+    the ``conv_net`` of a PKKD run): its arch list, a copy of its state_dict and ``meta``."""
     shape = input_shape or getattr(model, "input_shape", None)
     if shape is None:
         raise ModelError("input_shape is required to save an ANN")
-    doc = {"format": FORMAT, "version": VERSION, "arch": arch_of(model), "name": getattr(model, "name", "ann"),
-           "input_shape": [int(s) for s in shape],
-           "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-           "meta": {**(meta or {}), "input_shape": [int(s) for s in shape]}}
+    return {"format": FORMAT, "version": VERSION, "arch": arch_of(model), "name": getattr(model, "name", "ann"),
+            "input_shape": [int(s) for s in shape],
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "meta": {**(meta or {}), "input_shape": [int(s) for s in shape]}}
+
+
+def save(model: nn.Module, path: str | Path, input_shape: tuple[int, ...] | None = None,
+         meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` as a native ANN checkpoint (atomically; see :func:`to_document`)."""
+    doc = to_document(model, input_shape, meta)
     return atomic_write(path, lambda p: torch.save(doc, p))
 
 

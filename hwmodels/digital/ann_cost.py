@@ -1,5 +1,5 @@
 """A frame-based (non-spiking) ANN priced on the ``digital`` target's arithmetic and SRAM
-constants, once per inference: adder layers (:mod:`deploy.training.distill.adder`) as additions
+constants, once per inference: adder layers (:mod:`deploy.training.adder`) as additions
 only, conv/linear layers as multiply-accumulates."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from deploy.training.distill.adder import AdderConv2d, AdderLinear
+from deploy.training.adder import AdderConv2d, AdderLinear
 from hwmodels.digital import DigitalTarget
 
 

@@ -1,7 +1,7 @@
 """Progressive kernel-based knowledge distillation (PKKD) of an adder network.
 
 Xu et al., "Kernel Based Progressive Distillation for Adder Neural Networks" (NeurIPS 2020):
-an adder student (:mod:`deploy.training.distill.adder`) and a CNN teacher of the same architecture are
+an adder student (:mod:`deploy.training.adder`) and a CNN teacher of the same architecture are
 initialised and trained at the same time. The adder layers' outputs are negative L1
 distances (Laplacian-like), the CNN's inner products (Gaussian-like), so each pair of layer
 outputs is compared after a kernel mapping:
@@ -33,7 +33,7 @@ from torch import nn
 from deploy.core.data import Split, fit_to_model
 from deploy.core.errors import DeployError
 from deploy.core.repro import reproducible
-from deploy.training.distill.adder import AdderConv2d, AdderLinear, conv_net
+from deploy.training.adder import AdderConv2d, AdderLinear, conv_net
 from deploy.training.distill.losses import kd_loss
 
 KERNELS = ("gaussian", "linear")

@@ -16,6 +16,8 @@ small gradients (usual for L1 outputs) still learn.
 constants: two additions per weight operand (the subtraction and the accumulation; the
 absolute value selects add or subtract) and no multiplications, next to the CNN of the
 same shape priced with multiply-accumulates. An adder network is not a spiking network.
+The ``neurodeploy-ann`` checkpoint (:mod:`deploy.training.ann`) stores these layers as
+``adder_conv2d`` and ``adder_linear``.
 """
 
 from __future__ import annotations
