@@ -1,11 +1,8 @@
 """PrivateSNN (Kim, Venkatesha & Panda 2022): data-free conversion, then spike-based retraining.
 
-1. *Class impressions*: images synthesized from the pre-trained ANN alone. Starting from
-   uniform noise, a batch of images per class is optimised so that the ANN assigns it that
-   class (cross-entropy on the ANN's outputs), with the ANN's batch-norm statistics as a
-   prior where it has BatchNorm layers (the batch's per-channel mean and variance at each
-   BN input pulled towards the running ones) and a small total-variation prior; pixels stay
-   in [0, 1].
+1. *Class impressions*: images synthesized from the pre-trained ANN alone
+   (:func:`deploy.training.data_free.synthetic_calibration_set`; the same synthesis calibrates
+   ``deploy convert --data-free``).
 2. *Data-free conversion*: the ANN is converted to an IF network (:func:`deploy.training.convert.convert`,
    threshold balancing) calibrated on the class impressions instead of training data.
 3. *Weight encryption*: the converted SNN is retrained with temporal, spike-based learning
@@ -21,75 +18,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from deploy.core.data import Split, fit_to_model
 from deploy.core.errors import ModelError
 from deploy.core.net import SpikingNet
-from deploy.core.repro import deterministic
 from deploy.training.convert import convert
+from deploy.training.data_free import (
+    PER_CLASS,
+    STEPS,
+    class_impressions,
+    synthetic_calibration_set,
+    total_variation,
+)
 from deploy.training.recipes.common import RecipeResult, accuracy, sample_shape, static_forward
 from deploy.training.snn import evaluate, fit
 
 TIMESTEPS = 16
 EPOCHS = 5
-PER_CLASS = 32
-STEPS = 300
-
-
-def _bn_prior(model: nn.Module) -> tuple[list[torch.utils.hooks.RemovableHandle], list[torch.Tensor]]:
-    """Hooks adding, per BatchNorm layer, the distance of the batch statistics of its input to
-    its running statistics (DeepInversion-style prior)."""
-    terms: list[torch.Tensor] = []
-
-    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-        x = inputs[0]
-        dims = [0] + list(range(2, x.dim()))
-        terms.append(torch.norm(x.mean(dims) - mod.running_mean, 2)
-                     + torch.norm(x.var(dims, unbiased=False) - mod.running_var, 2))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.running_mean is not None]
-    return handles, terms
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Mean absolute difference of neighbouring pixels (images (B, C, H, W))."""
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
-
-
-def class_impressions(model: Callable[[torch.Tensor], torch.Tensor], input_shape: tuple[int, ...], classes: int,
-                      per_class: int = PER_CLASS, steps: int = STEPS, lr: float = 0.05, bn_weight: float = 0.05,
-                      tv_weight: float = 0.05, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (classes * per_class, *input_shape) in [0, 1] and their labels, synthesized from
-    ``model`` alone (an ``nn.Module`` in eval mode; its BatchNorm statistics, if any, are the prior)."""
-    if isinstance(model, nn.Module):
-        model.eval()
-    for p in getattr(model, "parameters", lambda: [])():
-        p.requires_grad_(False)
-    with deterministic(seed):
-        y = torch.arange(classes).repeat_interleave(per_class)
-        x = torch.rand(len(y), *input_shape).requires_grad_(True)
-        opt = torch.optim.Adam([x], lr=lr)
-        handles, terms = _bn_prior(model) if isinstance(model, nn.Module) else ([], [])
-        try:
-            for _ in range(steps):
-                terms.clear()
-                loss = F.cross_entropy(model(x), y) + tv_weight * total_variation(x)
-                if terms:
-                    loss = loss + bn_weight * torch.stack(terms).sum()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    x.clamp_(0, 1)
-        finally:
-            for h in handles:
-                h.remove()
-            for p in getattr(model, "parameters", lambda: [])():
-                p.requires_grad_(True)
-    return x.detach(), y
+__all__ = ["PER_CLASS", "STEPS", "class_impressions", "reconstruction_score", "snn_as_ann", "total_variation",
+           "train"]
 
 
 def reconstruction_score(model: Callable[[torch.Tensor], torch.Tensor], split: Split, per_class: int = 8,
@@ -132,7 +80,8 @@ def train(split: Split, *, seed: int = 0, epochs: int | None = None, timesteps: 
         raise ModelError(f"the ANN takes inputs of shape {ann_shape}, the data has {shape}")
     t_steps = timesteps or TIMESTEPS
     ann.eval()
-    x_imp, y_imp = class_impressions(ann, ann_shape, split.classes, per_class=per_class, steps=steps, seed=seed)
+    x_imp, y_imp = synthetic_calibration_set(ann, ann_shape, split.classes, per_class=per_class, steps=steps,
+                                             seed=seed)
     with torch.no_grad():
         imp_acc = accuracy(ann(x_imp), y_imp)
     converted = convert(ann, timesteps=t_steps, data=x_imp, readout="if", input_shape=ann_shape,
