@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,64 @@ def test_cli_finetune_on_events(tmp_path):
     tuned = native.load(out)
     assert tuned.meta["train_samples"] == 8 and tuned.meta["test_samples"] == 6
     assert tuned.meta["match_rates"] is True and "imc" in tuned.meta
+
+
+def test_reconstruct_fits_each_layer_and_restores_the_float_rates():
+    """Layer-wise reconstruction on the 1-bit crossbar: the conv layer's output error falls,
+    the LIF it feeds fires at the float rate again, and the recorded error is the one a
+    separate full run of the network gives."""
+    import torch.nn.functional as F
+
+    from deploy.core.net import SpikingNet
+    from deploy.training.finetune import reconstruct
+
+    ref, x = _tiny_event_net()
+    y = torch.arange(len(x)) % CLASSES
+    tgt = get_target("imc")
+    net = tgt.trainable(ref.to_graph(), noise=False, learn_steps=True, learn_scales=True)
+    net.set_resolution(1)
+    with torch.no_grad():
+        net.calibrate(x)
+    records = reconstruct(net, SpikingNet(ref.to_graph()), x, y, iters=40, seed=0)
+    assert [r["layer"] for r in records] == [n.name for n in net.graph.synapses()]
+    conv, fc = records
+    assert conv["loss"] == "mse" and fc["loss"] == "cross-entropy"
+    assert conv["nmse_after"] < conv["nmse_before"]
+    with torch.no_grad():
+        _, mine = net.run(x, record=True)
+        _, want = ref.run(x, record=True)
+    first = net.graph.synapses()[0].name
+    nmse = float(F.mse_loss(mine[first], want[first])) / float(want[first].var())
+    assert abs(nmse - conv["nmse_after"]) < 1e-3
+    assert abs(float(mine["lif1"].mean()) - float(want["lif1"].mean())) <= 0.02
+
+
+def test_reconstruct_refuses_recurrent_networks():
+    from deploy.core import ir
+    from deploy.core.errors import DeployError
+    from deploy.core.net import SpikingNet
+    from deploy.training.finetune import reconstruct
+
+    w = np.ones((3, 3), np.float32)
+    net = SpikingNet(ir.Graph((3,), [ir.Linear("fc", ["input"], weight=w), ir.Linear("rec", ["lif"], recurrent=["lif"],
+                                                                                    weight=w),
+                                     ir.Add("sum", ["fc", "rec"]), ir.LIF("lif", ["sum"])], timesteps=2))
+    with pytest.raises(DeployError, match="feed-forward"):
+        reconstruct(net, net, torch.rand(2, 3), torch.zeros(2, dtype=torch.long), iters=1)
+
+
+def test_cli_finetune_reconstruct_without_training(tmp_path):
+    """``--reconstruct N --epochs 0``: reconstruction alone, recorded in the checkpoint; ``--epochs 0``
+    alone is one error line."""
+    from deploy.cli import main
+
+    net, _ = _tiny_event_net()
+    model, out = tmp_path / "ev.pt", tmp_path / "ev_imc.pt"
+    native.save(net.to_graph(), model)
+    args = ["finetune", str(model), "-o", str(out), "--data", "events", "--train-samples", "8",
+            "--test-samples", "6", "--batch-size", "4"]
+    assert main(args + ["--epochs", "0"]) != 0 and not out.exists()
+    assert main(args + ["--epochs", "0", "--reconstruct", "5"]) == 0
+    tuned = native.load(out)
+    assert tuned.meta["reconstruct"] == 5 and tuned.meta["history"] == []
+    assert [r["layer"] for r in tuned.meta["reconstruction"]] == [n.name for n in tuned.synapses()]

@@ -27,7 +27,8 @@ def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", 
              config: str | None = None, seed: int = 0, split_seed: int = 0, batch_size: int = 64,
              augment: int = 0, learn_scales: bool = True, trust_pickle: bool = False, weights: str | None = None,
              train_samples: int | None = None, test_samples: int | None = None,
-             monitor_samples: int | None = None, match_rates: bool = False, dt: float | None = None,
+             monitor_samples: int | None = None, match_rates: bool = False, reconstruct: int = 0,
+             dt: float | None = None,
              encoding: str | None = None, timesteps: int | None = None,
              threads: int = 1, progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
     """Retrain ``model`` with the IMC target's partial-sum quantization in the forward pass.
@@ -78,12 +79,13 @@ def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", 
     tuned, history = run(graph, tgt, split, epochs=epochs, lr=lr, progressive=progressive, noise=noise,
                          seed=seed, batch_size=batch_size, augment=augment, learn_scales=learn_scales,
                          progress=bars.enabled() if progress is None else progress,
-                         monitor_samples=monitor_samples, match_rates_first=match_rates)
+                         monitor_samples=monitor_samples, match_rates_first=match_rates,
+                         reconstruct_iters=reconstruct)
     float_acc = evaluate(SpikingNet(graph), split.x_test, y_test, batch_size=batch_size)
     meta = {"finetuned_for": tgt.name, "trained_with": "deploy finetune",
             "test_accuracy": evaluate(SpikingNet(tuned), split.x_test, y_test, batch_size=batch_size),
             "train_samples": len(split.x_train), "test_samples": len(y_test),
-            "history": history, "match_rates": match_rates,
+            "history": history, "match_rates": match_rates, "reconstruct": reconstruct,
             "dataset": data, "epochs": epochs, "lr": lr, "progressive": progressive,
             "noise": noise, "seed": seed, "split_seed": split_seed, "augment": augment,
             "learn_scales": learn_scales,

@@ -32,7 +32,7 @@ def finetune_cmd(
     model: ModelArg,
     out: Annotated[Path, out_option("file", "retrained native checkpoint (.pt)")],
     target: Annotated[str, target_option("imc (1-bit SA) or imc-adc")] = "imc",
-    epochs: Annotated[int, count_option("--epochs", help="training epochs")] = 25,
+    epochs: Annotated[int, int_option("--epochs", help="training epochs (0: --reconstruct alone)", min=0)] = 25,
     data: Annotated[str, typer.Option(metavar="DATA", help="digits | mnist | events | a data file (.npz/.pt/.h5) with x, y, "
                                            "x_train, y_train")] = "digits",
     lr: Annotated[float, float_option("--lr", help="learning rate (Adam, cosine schedule)", min=0,
@@ -63,6 +63,10 @@ def finetune_cmd(
     match_rates: Annotated[bool, typer.Option("--match-rates", help="before training, rescale the LIF "
                                               "thresholds so every layer fires at its float rate on the "
                                               "target (deep networks whose layers fall silent)")] = False,
+    reconstruct: Annotated[int, int_option(
+        "--reconstruct", min=0,
+        help="before training, fit every layer alone to its float counterpart, STEPS Adam steps per layer "
+             "(layer-wise reconstruction; deep networks on 1-bit sense amplifiers)")] = 0,
     dt: DtOpt = None,
     encoding: EncodingOpt = None,
     timesteps: TimestepsOpt = None,
@@ -78,7 +82,7 @@ def finetune_cmd(
                        noise=noise, config=config, seed=seed, split_seed=split_seed, batch_size=batch_size,
                        augment=augment, learn_scales=learn_scales, trust_pickle=trust_pickle, weights=weights,
                        train_samples=train_samples, test_samples=test_samples, monitor_samples=monitor_samples,
-                       match_rates=match_rates, dt=dt, encoding=encoding, timesteps=timesteps, threads=threads)
+                       match_rates=match_rates, reconstruct=reconstruct, dt=dt, encoding=encoding, timesteps=timesteps, threads=threads)
     acc, name = meta["accuracy"], meta["finetuned_for"]
     console.print(f"{data} test accuracy: float {acc['float']:.4f} | {name} naive {acc['naive']:.4f} | "
                   f"{name} retrained {acc['retrained']:.4f} ({len(meta['history'])} epochs)", markup=False)

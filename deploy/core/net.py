@@ -116,7 +116,6 @@ class SpikingNet(nn.Module):
         """Forward pass. Returns (output, per-node outputs if ``record``); ``encoded``
         means ``x`` is already time-major (T, B, ...)."""
         s = x if encoded else self.encode(x, generator)
-        t_steps, batch = s.shape[:2]
         values: dict[str, torch.Tensor] = {"input": s}
         nodes, i = self.graph.nodes, 0
         while i < len(nodes):
@@ -125,19 +124,22 @@ class SpikingNet(nn.Module):
                 i = self._spans[i] + 1
                 continue
             node, i = nodes[i], i + 1
-            layer = self.layers[node.name]
-            ins = [delayed(values[n]) if n in node.recurrent else values[n] for n in node.inputs]
-            if node.kind in TIME_AWARE_KINDS:
-                out = layer(*ins)
-            else:
-                flat = [v.reshape(t_steps * batch, *v.shape[2:]) for v in ins]
-                y = layer(*flat)
-                out = y.reshape(t_steps, batch, *y.shape[1:])
-            values[node.name] = out
+            values[node.name] = self.apply(node, values)
         out = values[self.graph.nodes[-1].name]
         if not record:
             values = {}
         return out, values
+
+    def apply(self, node: ir.Node, values: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``node``'s output (T, B, ...) over all timesteps from its inputs' in ``values``
+        (a synapse or pool runs on the T*B frames at once, a neuron over time)."""
+        layer = self.layers[node.name]
+        ins = [delayed(values[n]) if n in node.recurrent else values[n] for n in node.inputs]
+        if node.kind in TIME_AWARE_KINDS:
+            return layer(*ins)
+        t_steps, batch = ins[0].shape[:2]
+        y = layer(*[v.reshape(t_steps * batch, *v.shape[2:]) for v in ins])
+        return y.reshape(t_steps, batch, *y.shape[1:])
 
     def _run_steps(self, segment: list[ir.Node], values: dict[str, torch.Tensor]) -> None:
         """Run ``segment`` (a span closed by recurrent inputs) one timestep at a time."""

@@ -7,7 +7,8 @@ computes with straight-through gradients (the IMC targets: :mod:`hwmodels.imc.tr
 ``export_trained(net)``, the deployable Graph. This loop owns the schedule: for each stage
 it sets the resolution, calibrates the conversion steps on training samples (optionally
 rescaling the thresholds so every layer fires at its float rate, :func:`match_rates`),
-then trains with :func:`deploy.training.snn.fit`.
+optionally fits every layer to its float counterpart (:func:`reconstruct`), then trains
+with :func:`deploy.training.snn.fit`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 
 from deploy.core import ir
 from deploy.core.data import Split, augment_shifts, fit_to_model
 from deploy.core.errors import DeployError
 from deploy.core.net import SpikingNet
+from deploy.core.progress import bar as progress_bar
 from deploy.training.snn import fit
 
 
@@ -50,6 +53,24 @@ class TrainableTarget(Protocol):
 
 
 @torch.no_grad()
+def _match_rate(lif: torch.nn.Module, current: torch.Tensor, want: float, iters: int = 14) -> float:
+    """Scale ``lif``'s threshold (bisection on its log2, within 2**-6..2**6) so that it fires
+    at ``want`` on ``current``; returns the factor applied."""
+    base = lif.threshold.clone()
+    lo, hi = -6.0, 6.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        lif.threshold.copy_(base * 2 ** mid)
+        if float(lif(current).mean()) > want:
+            lo = mid
+        else:
+            hi = mid
+    factor = 2 ** ((lo + hi) / 2)
+    lif.threshold.copy_(base * factor)
+    return factor
+
+
+@torch.no_grad()
 def match_rates(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, iters: int = 14) -> dict[str, float]:
     """Scale every LIF layer's threshold, in layer order, so that it fires on ``x`` (through
     ``net``, e.g. the crossbar model) at the rate it fires in ``reference`` (the float model).
@@ -66,26 +87,89 @@ def match_rates(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, iters: 
         if node.kind != "lif" or want <= 0:
             continue
         _, values = net.run(x, record=True)
-        current, lif = values[node.inputs[0]], net.layers[node.name]
-        base = lif.threshold.clone()
-        lo, hi = -6.0, 6.0                                   # log2 of the factor
-        for _ in range(iters):
-            mid = (lo + hi) / 2
-            lif.threshold.copy_(base * 2 ** mid)
-            if float(lif(current).mean()) > want:
-                lo = mid
-            else:
-                hi = mid
-        factors[node.name] = 2 ** ((lo + hi) / 2)
-        lif.threshold.copy_(base * factors[node.name])
+        factors[node.name] = _match_rate(net.layers[node.name], values[node.inputs[0]], want, iters)
     return factors
+
+
+def _fit_layer(net: SpikingNet, node: ir.Node, inp: torch.Tensor, target: torch.Tensor,
+               labels: torch.Tensor | None, iters: int, lr: float, g: torch.Generator) -> dict[str, Any]:
+    """Train one synaptic layer of ``net`` alone: its output on ``inp`` (T, N, ...) towards
+    ``target``, or, with ``labels``, the readout's cross-entropy through the output neurons."""
+    layer, t_steps, n = net.layers[node.name], inp.shape[0], inp.shape[1]
+    readout = net.layers[net.graph.nodes[-1].name]
+
+    def forward(idx: torch.Tensor | slice) -> torch.Tensor:
+        x = inp[:, idx]
+        out = layer(x.flatten(0, 1))
+        return out.view(t_steps, x.shape[1], *out.shape[1:])
+
+    variance = float(target.var()) or 1.0
+    with torch.no_grad():
+        before = float(F.mse_loss(forward(slice(None)), target)) / variance
+    batch = max(1, min(n, RECONSTRUCT_BUDGET // (t_steps * target[0, 0].numel())))
+    opt = torch.optim.Adam([p for p in layer.parameters() if p.requires_grad], lr=lr)
+    for _ in range(iters):
+        idx = torch.randperm(n, generator=g)[:batch]
+        out = forward(idx)
+        loss = (F.mse_loss(out, target[:, idx]) if labels is None else
+                F.cross_entropy(net.logits(readout(out)), labels[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(F.mse_loss(forward(slice(None)), target)) / variance
+    return {"layer": node.name, "nmse_before": round(before, 4), "nmse_after": round(after, 4), "batch": batch,
+            "loss": "mse" if labels is None else "cross-entropy"}
+
+
+#: values (timesteps x outputs) of one layer's output per reconstruction batch; sets its batch size
+RECONSTRUCT_BUDGET = 2 ** 20
+
+
+def reconstruct(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, y: torch.Tensor, iters: int = 200,
+                lr: float = 1e-3, seed: int = 0, progress: bool = False) -> list[dict[str, Any]]:
+    """Fit ``net`` (the target's trainable forward) to ``reference`` (the float network) layer by
+    layer, in order, on the samples ``x`` with labels ``y``.
+
+    Every synaptic layer is trained alone (``iters`` Adam steps, all of its parameters: weights,
+    scales, conversion steps and trims) so that, on the spikes the target's own earlier layers
+    now produce, it outputs what the float layer outputs on the float network's spikes (mean
+    squared error): the error of the layers before is corrected rather than compounded. The LIF
+    layer it feeds is then set to fire at its float rate (:func:`_match_rate`). The layer that
+    feeds the output neurons minimizes the readout's cross-entropy instead. A reconstruction
+    step costs one layer's forward and backward, not the whole network's through time, and
+    no layer can fall silent (the approach of AdaRound and BRECQ for post-training quantization).
+    Each batch holds as many samples as keep the layer's output within :data:`RECONSTRUCT_BUDGET`
+    values. Returns one record per synaptic layer: normalized MSE before and after, batch size.
+    """
+    if any(node.recurrent for node in net.graph.nodes):
+        raise DeployError("layer-wise reconstruction supports feed-forward networks only")
+    net.eval()
+    mine = {"input": net.encode(x)}                    # the target's values, layer by layer
+    with torch.no_grad():
+        _, want = reference.run(mine["input"], record=True, encoded=True)
+    feeds = {src: node for node in net.graph.nodes for src in node.inputs}
+    output = net.graph.nodes[-1]
+    g = torch.Generator().manual_seed(seed)
+    records = []
+    nodes = progress_bar(net.graph.nodes, desc="reconstruct layers", disable=not progress)
+    for node in nodes:
+        if node.kind in ir.SYNAPSE_KINDS:
+            records.append(_fit_layer(net, node, mine[node.inputs[0]], want[node.name],
+                                      y if feeds.get(node.name) is output else None, iters, lr, g))
+        elif node.kind == "lif" and node is not output and float(want[node.name].mean()) > 0:
+            _match_rate(net.layers[node.name], mine[node.inputs[0]], float(want[node.name].mean()))
+        with torch.no_grad():
+            mine[node.name] = net.apply(node, mine)
+    return records
 
 
 def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int = 25, lr: float = 2e-3,
              progressive: bool = False, noise: bool = False, seed: int = 0, batch_size: int = 64,
              learn_steps: bool = True, calib_samples: int = 256, augment: int = 0, learn_scales: bool = True,
              progress: bool = False, monitor_samples: int | None = None,
-             match_rates_first: bool = False) -> tuple[ir.Graph, list[dict[str, Any]]]:
+             match_rates_first: bool = False, reconstruct_iters: int = 0,
+             reconstruct_samples: int = 64) -> tuple[ir.Graph, list[dict[str, Any]]]:
     """Retrain ``graph`` through ``target``'s differentiable forward (its conversion in the loop).
 
     ``augment``: one-pixel shifted copies of every training image added to the
@@ -96,7 +180,10 @@ def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int
     ``monitor_samples``: the per-epoch test accuracy of the history is measured on the first
     that many test samples (None: all). ``match_rates_first``: after every calibration (each
     stage of a progressive schedule), rescale the LIF thresholds so that every layer fires at
-    its float rate on the calibration samples (:func:`match_rates`).
+    its float rate on the calibration samples (:func:`match_rates`). ``reconstruct_iters``: at
+    the target's resolution, before training, fit every layer to the float one on the first
+    ``reconstruct_samples`` training samples (:func:`reconstruct`, that many steps per layer;
+    the records are in the returned graph's ``meta["reconstruction"]``); ``epochs`` may then be 0.
 
     Returns the retrained graph (deployable on ``target``) and one history record
     per epoch (loss, train/test accuracy, conversion bits of the stage).
@@ -104,8 +191,8 @@ def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int
     if not isinstance(target, TrainableTarget):
         raise DeployError(f"finetune needs a target with a trainable forward (imc, imc-adc), "
                           f"got '{getattr(target, 'name', target)}'")
-    if epochs < 1:
-        raise DeployError(f"--epochs must be >= 1, got {epochs}")
+    if epochs < (0 if reconstruct_iters else 1):
+        raise DeployError(f"--epochs must be >= 1 (or 0 with --reconstruct), got {epochs}")
     train = augment_shifts(split, augment) if augment else split
     if monitor_samples is not None:
         train = Split(train.name, train.x_train, train.y_train, train.x_test[:monitor_samples],
@@ -115,14 +202,24 @@ def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int
     n_calib = net.calibration_samples(calib_samples)
     calib = fit_to_model(split.x_train[:n_calib], net.graph.input_shape, net.graph.encoding)
     history: list[dict[str, Any]] = []
-    for bits, n_epochs in target.training_stages(epochs, progressive):
+    stages = target.training_stages(epochs, progressive)
+    rebuilt: list[dict[str, Any]] = []
+    for stage, (bits, n_epochs) in enumerate(stages):
         net.set_resolution(bits)
         net.eval()
         with torch.no_grad():
             net.calibrate(calib)
             if match_rates_first:
                 match_rates(net, SpikingNet(graph), calib)
+        if reconstruct_iters and stage == len(stages) - 1:
+            n = min(reconstruct_samples, len(split.x_train))
+            rebuilt = reconstruct(net, SpikingNet(graph), fit_to_model(split.x_train[:n], graph.input_shape,
+                                                                       graph.encoding),
+                                  split.y_train[:n], iters=reconstruct_iters, seed=seed, progress=progress)
         for rec in fit(net, train, epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed + len(history),
                        progress=progress, eval_batch_size=batch_size):
             history.append({**rec, "epoch": len(history) + 1, "adc_bits": bits})
-    return target.export_trained(net), history
+    tuned = target.export_trained(net)
+    if rebuilt:
+        tuned.meta["reconstruction"] = rebuilt
+    return tuned, history
