@@ -135,12 +135,20 @@ def test_int8_sense_amplifier_equals_float_compare(stride, channels):
     assert layer.w_int8 is not None
     x = (torch.rand(5, channels, 7, 7, generator=torch.Generator().manual_seed(2)) < 0.5).float()
     xt = layer._tile_input(x)
-    with torch.no_grad():
+    def float_compare():
         fired = layer._psums(xt, layer.w, layer._thresholds()).gt(0).float()     # (N, tiles*cols, P)
-        want = fired.view(fired.shape[0], layer.n_tiles, -1, fired.shape[-1]).sum(1)
+        return fired.view(fired.shape[0], layer.n_tiles, -1, fired.shape[-1]).sum(1), fired
+
+    with torch.no_grad():
+        want, fired = float_compare()
         assert torch.equal(layer._sense_int8(xt), want) and 0 < float(fired.mean()) < 1
         assert (layer.n_tiles > 1) == (channels > 4)
-        int8 = layer(x)
+        before = layer(x)
+        layer.step.mul_(1.7)                  # new references (as calibration sets them): packed weights follow
+        want, _ = float_compare()
+        assert torch.equal(layer._sense_int8(xt), want)
+        int8 = layer(x)                       # and so does the cached shift-add matrix
+        assert not torch.equal(int8, before)
         layer.w_int8 = None                                     # the float path
         torch.testing.assert_close(int8, layer(x))             # same up to the summation order
     noisy = ImcTarget(options={"rows": 36, "read_noise": 0.01})

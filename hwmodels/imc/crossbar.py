@@ -127,6 +127,8 @@ class CrossbarSynapse(nn.Module):
         self.adc_bits = cfg.adc_bits
         self.calibrate_next = False
         self.counts: dict[str, float] = defaultdict(float)
+        self._packed: tuple[torch.Tensor, object] | None = None     # (references, prepacked int8 conv)
+        self._kron: tuple[tuple[int, torch.dtype], torch.Tensor, torch.Tensor] | None = None
         self.n_tiles, self.unit = lm.row_tiles, lm.tile_units
         self.pad = self.n_tiles * self.unit - lm.in_shape[0]
         self.register_buffer("coefs", self.sl.coefs())
@@ -219,9 +221,11 @@ class CrossbarSynapse(nn.Module):
         (N, groups*out', positions), laid out as :meth:`_psums` with one tile. Integer
         arithmetic throughout (binary inputs, integer cell digits)."""
         ref = torch.floor(-self._thresholds())         # fires when acc > step/2 - trim
-        a = self.conv_args                              # pairs already (ir.Conv2d normalizes them)
-        packed = torch.ops.quantized.conv2d_prepack(self.w_int8, -ref, list(a["stride"]), list(a["padding"]),
-                                                    list(a["dilation"]), self.n_tiles)
+        if self._packed is None or not torch.equal(self._packed[0], ref):   # references changed: repack
+            a = self.conv_args                          # pairs already (ir.Conv2d normalizes them)
+            self._packed = (ref, torch.ops.quantized.conv2d_prepack(
+                self.w_int8, -ref, list(a["stride"]), list(a["padding"]), list(a["dilation"]), self.n_tiles))
+        packed = self._packed[1]
         fired = torch.ops.quantized.conv2d(torch.quantize_per_tensor(xt, 1.0, 0, torch.quint8), packed,
                                            1.0 / 255, 0)                                  # 0 or 255 (= 1)
         if self.tile_sum_int8 is not None:
@@ -234,13 +238,24 @@ class CrossbarSynapse(nn.Module):
         n, _, pos = c.shape
         tiles = tiles or self.n_tiles
         k, outs = tiles * self.sl.groups, self.g_outs()
-        # one GEMM with kron(coef, I): faster than a batched vector product both ways
-        kron = torch.kron(coef.repeat(tiles).view(k, 1), torch.eye(outs, dtype=c.dtype))
+        kron = self._shift_add_matrix(coef, tiles, c.dtype)
         if self.conv and c.stride(1) != 1 and pos > 1:      # channels-first partial sums
             return torch.matmul(kron.t(), c)
         rows = c.transpose(1, 2).reshape(n * pos, k * outs) if self.conv else c.view(n, k * outs)
         y = rows @ kron
         return y.view(n, pos, outs).transpose(1, 2) if self.conv else y.unsqueeze(-1)
+
+    def _shift_add_matrix(self, coef: torch.Tensor, tiles: int, dtype: torch.dtype) -> torch.Tensor:
+        """``kron(coef repeated over tiles, I)``: the shift-add as one GEMM (faster than a batched
+        vector product both ways); kept while ``coef`` is unchanged (it changes with the steps)."""
+        cached = self._kron
+        if (cached is None or cached[0] != (tiles, dtype) or coef.requires_grad
+                or not torch.equal(cached[1], coef)):
+            kron = torch.kron(coef.repeat(tiles).view(-1, 1), torch.eye(self.g_outs(), dtype=dtype))
+            if coef.requires_grad:
+                return kron
+            self._kron = cached = ((tiles, dtype), coef.clone(), kron)
+        return cached[2]
 
     # -- forward --------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
