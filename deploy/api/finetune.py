@@ -28,7 +28,7 @@ def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", 
              augment: int = 0, learn_scales: bool = True, trust_pickle: bool = False, weights: str | None = None,
              train_samples: int | None = None, test_samples: int | None = None,
              monitor_samples: int | None = None, match_rates: bool = False, reconstruct: int = 0,
-             dt: float | None = None,
+             reconstruct_samples: int = 64, dt: float | None = None,
              encoding: str | None = None, timesteps: int | None = None,
              threads: int = 1, progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
     """Retrain ``model`` with the IMC target's partial-sum quantization in the forward pass.
@@ -80,12 +80,13 @@ def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", 
                          seed=seed, batch_size=batch_size, augment=augment, learn_scales=learn_scales,
                          progress=bars.enabled() if progress is None else progress,
                          monitor_samples=monitor_samples, match_rates_first=match_rates,
-                         reconstruct_iters=reconstruct)
+                         reconstruct_iters=reconstruct, reconstruct_samples=reconstruct_samples)
     float_acc = evaluate(SpikingNet(graph), split.x_test, y_test, batch_size=batch_size)
     meta = {"finetuned_for": tgt.name, "trained_with": "deploy finetune",
             "test_accuracy": evaluate(SpikingNet(tuned), split.x_test, y_test, batch_size=batch_size),
             "train_samples": len(split.x_train), "test_samples": len(y_test),
             "history": history, "match_rates": match_rates, "reconstruct": reconstruct,
+            "reconstruct_samples": min(reconstruct_samples, len(split.x_train)) if reconstruct else 0,
             "dataset": data, "epochs": epochs, "lr": lr, "progressive": progressive,
             "noise": noise, "seed": seed, "split_seed": split_seed, "augment": augment,
             "learn_scales": learn_scales,

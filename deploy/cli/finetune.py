@@ -67,6 +67,8 @@ def finetune_cmd(
         "--reconstruct", min=0,
         help="before training, fit every layer alone to its float counterpart, STEPS Adam steps per layer "
              "(layer-wise reconstruction; deep networks on 1-bit sense amplifiers)")] = 0,
+    reconstruct_samples: Annotated[int, count_option(
+        "--reconstruct-samples", help="training samples the reconstruction fits on (memory grows with them)")] = 64,
     dt: DtOpt = None,
     encoding: EncodingOpt = None,
     timesteps: TimestepsOpt = None,
@@ -82,7 +84,8 @@ def finetune_cmd(
                        noise=noise, config=config, seed=seed, split_seed=split_seed, batch_size=batch_size,
                        augment=augment, learn_scales=learn_scales, trust_pickle=trust_pickle, weights=weights,
                        train_samples=train_samples, test_samples=test_samples, monitor_samples=monitor_samples,
-                       match_rates=match_rates, reconstruct=reconstruct, dt=dt, encoding=encoding, timesteps=timesteps, threads=threads)
+                       match_rates=match_rates, reconstruct=reconstruct,
+                       reconstruct_samples=reconstruct_samples, dt=dt, encoding=encoding, timesteps=timesteps, threads=threads)
     acc, name = meta["accuracy"], meta["finetuned_for"]
     console.print(f"{data} test accuracy: float {acc['float']:.4f} | {name} naive {acc['naive']:.4f} | "
                   f"{name} retrained {acc['retrained']:.4f} ({len(meta['history'])} epochs)", markup=False)
