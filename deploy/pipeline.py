@@ -19,6 +19,7 @@ import torch
 
 from deploy import __version__
 from deploy.core import budget, ir
+from deploy.core.device import resolve_device
 from deploy.core.errors import DataError, DeployError, ModelError
 from deploy.core.metrics import (
     Activity,
@@ -40,7 +41,7 @@ from deploy.report.schema import (
     TargetInfo,
     Totals,
 )
-from hwmodels import get_target
+from hwmodels import get_target, target_class
 from hwmodels.base import Cost, Target, simulate_float
 
 ModelLike = str | Path | ir.Graph | torch.nn.Module
@@ -167,9 +168,9 @@ def _sha256(model: ModelLike, graph: ir.Graph) -> str:
 
 
 def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: float, seed: int,
-                batch_size: int, progress: bool, max_memory: int | str | None = None
-                ) -> tuple[Any, Activity, Cost]:
-    """map -> calibrate (an explicit step, on the first batch) -> simulate -> cost."""
+                batch_size: int, progress: bool, max_memory: int | str | None = None,
+                device: str | torch.device = "cpu") -> tuple[Any, Activity, Cost]:
+    """map -> calibrate (an explicit step, on the first batch) -> simulate (on ``device``) -> cost."""
     with budget.limit(max_memory):   # the target's own checks (e.g. in map) see the same limit
         mapping = tgt.map(graph)
     if x is None:
@@ -177,7 +178,8 @@ def _run_target(tgt: Target, graph: ir.Graph, x: torch.Tensor | None, rate: floa
     else:
         mapping = tgt.calibrate(mapping, x, batch_size)
         gen = torch.Generator().manual_seed(seed)
-        activity = tgt.simulate(mapping, x, batch_size=batch_size, generator=gen, progress=progress)
+        on = {"device": device} if tgt.runs_on_device else {}    # the others run on the CPU only
+        activity = tgt.simulate(mapping, x, batch_size=batch_size, generator=gen, progress=progress, **on)
     return mapping, activity, tgt.cost(mapping, activity)
 
 
@@ -201,6 +203,14 @@ def auto_batch_size(graph: ir.Graph, targets: list[str], samples: int | None = N
     return max(1, min(MAX_AUTO_BATCH, samples or MAX_AUTO_BATCH, fits))
 
 
+def _check_device(device: torch.device, targets: list[Target | type[Target]]) -> None:
+    """Refuse ``device`` (not the CPU) for a target that simulates on the CPU only."""
+    for t in targets:
+        if not t.runs_on_device:
+            raise DeployError(f"--device {device}: target '{t.name}' simulates on the CPU only; "
+                              "run it without --device")
+
+
 def _totals(cost: Cost, activity: Activity, graph: ir.Graph) -> Totals:
     base, overheads = split_totals(memory_split(graph, cost))
     return Totals(energy_j=cost.energy_j, latency_s=cost.latency_s, memory_bytes=cost.memory_bytes,
@@ -218,7 +228,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
             seed: int = 0, rate: float = 0.1, batch_size: int | None = None, progress: bool = False,
             trust_pickle: bool = False, weights: str | None = None, dt: float | None = None,
             encoding: str | None = None, split_seed: int = 0, max_memory: int | str | None = None,
-            reference: bool = True) -> Report:
+            reference: bool = True, device: str | torch.device = "cpu") -> Report:
     """Map ``model`` onto ``target``, simulate it on ``data`` and report its costs.
 
     ``data``: a dataset name (digits | mnist | events), a data file (.npz, .pt,
@@ -238,8 +248,17 @@ def compile(model: ModelLike, target: str | Target = "digital",
     a memory budget); only per-layer statistics are kept between batches. ``reference=False``
     skips the float reference run (``accuracy.reference`` is then None); otherwise it runs once,
     or not at all when this or the compared target simulates in float anyway (its run is reused).
+
+    ``device`` (a torch device: cpu, cuda, cuda:1, ...) runs the simulations of the targets that
+    can (:attr:`~hwmodels.base.Target.runs_on_device`: digital, imc, imc-adc) and the float
+    reference there; a device that is not present, or a target that runs on the CPU only
+    (loihi, loihi2), is refused before any work. Activity and predictions come back to the CPU.
     """
     start = time.perf_counter()
+    dev = resolve_device(device)
+    if dev.type != "cpu":
+        _check_device(dev, [target_class(target) if isinstance(target, str) else target]
+                      + ([target_class(compare)] if compare else []))
     torch.manual_seed(seed)
     graph = resolve_model(model, trust_pickle, weights, dt=dt, encoding=encoding, timesteps=timesteps)
     if not 0 <= rate <= 1:
@@ -255,13 +274,13 @@ def compile(model: ModelLike, target: str | Target = "digital",
     if data is not None:
         ts = load_test_set(graph, data, samples, split_seed, fixed_encoding=encoding is not None)
         data_name, x, y = ts.name, ts.x, ts.y
-    mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress, max_memory)
+    mapping, activity, cost = _run_target(tgt, graph, x, rate, seed, batch_size, progress, max_memory, dev)
     ref = activity if x is not None and tgt.simulates_float(mapping) else None
 
     comparison = o_act = None
     if compare:
         other = get_target(compare, config if _shares_spec(tgt, compare) else None)
-        o_map, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress, max_memory)
+        o_map, o_act, o_cost = _run_target(other, graph, x, rate, seed, batch_size, progress, max_memory, dev)
         if ref is None and x is not None and other.simulates_float(o_map):
             ref = o_act
         ratios = {"energy": _ratio(o_cost.energy_j, cost.energy_j),
@@ -277,7 +296,7 @@ def compile(model: ModelLike, target: str | Target = "digital",
         if reference and ref is None:
             # the reference is the float model: float32 neurons on the stored weights, whatever
             # precision the graph records (the target's run above is the bit-true one)
-            ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed))
+            ref = simulate_float(graph, x, batch_size, torch.Generator().manual_seed(seed), device=dev)
         accuracy = Accuracy(dataset=data_name, samples=len(x), reference=ref.accuracy(y) if reference else None,
                             deployed=activity.accuracy(y), file=ts.file, sha256=ts.sha256)
 
@@ -298,7 +317,8 @@ def compile(model: ModelLike, target: str | Target = "digital",
         metrics=_metrics(graph, activity), layers=_layer_rows(mapping.graph, cost, activity, graph),
         comparison=comparison, assumptions=assumptions, latency=latency_path(cost),
         run={"seed": seed, "samples": len(x) if x is not None else 0, "duration_s": time.perf_counter() - start,
-             "version": __version__, "rate": rate if x is None else None, "split_seed": split_seed})
+             "version": __version__, "rate": rate if x is None else None, "split_seed": split_seed,
+             **({"device": str(dev)} if dev.type != "cpu" else {})})
     report.warnings = health.check(report, activity, o_act, graph)
     return report
 

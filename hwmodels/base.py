@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from deploy.core import ir
+from deploy.core.device import simulate_on
 from deploy.core.errors import TargetError
-from deploy.core.metrics import Activity, simulate_module
+from deploy.core.metrics import Activity
 from hwmodels.options import NoOptions, Options, validate_options
 from hwmodels.spec import Spec, load_config, load_spec
 
@@ -135,6 +136,10 @@ class Target(ABC):
     #: then reuses it as the reference); a target whose answer depends on the graph overrides
     #: :meth:`simulates_float`
     float_simulation: bool = True
+    #: True when :meth:`simulate` takes a torch ``device`` (``deploy compile --device``): the network
+    #: and each batch run there, the activity comes back to the CPU. False: the target simulates on
+    #: the CPU only, and a compile refuses another device for it
+    runs_on_device: bool = False
     #: the schema of this target's options (:mod:`hwmodels.options`); None: the subclass
     #: validates them itself into ``self.config``
     options_schema: type[Options] | None = NoOptions
@@ -185,9 +190,11 @@ class Target(ABC):
         return mapping
 
     def simulate(self, mapping: Mapping, x: torch.Tensor, batch_size: int = 128,
-                 generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-        """Run the mapped network on ``x`` (N, ...) and return its activity (``mapping`` unchanged)."""
-        return simulate_float(mapping.graph, x, batch_size, generator, progress)
+                 generator: torch.Generator | None = None, progress: bool = False,
+                 device: str | torch.device = "cpu") -> Activity:
+        """Run the mapped network on ``x`` (N, ...) and return its activity (``mapping`` unchanged);
+        ``device``: where the network runs, for a target that sets :attr:`runs_on_device`."""
+        return simulate_float(mapping.graph, x, batch_size, generator, progress, device)
 
     def simulates_float(self, mapping: Mapping) -> bool:
         """True when :meth:`simulate` is the float reference run of the mapping's graph
@@ -209,8 +216,9 @@ class Target(ABC):
 
 
 def simulate_float(graph: ir.Graph, x: torch.Tensor, batch_size: int = 128,
-                   generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-    """The float reference simulation of a graph."""
+                   generator: torch.Generator | None = None, progress: bool = False,
+                   device: str | torch.device = "cpu") -> Activity:
+    """The float reference simulation of a graph, on ``device`` (:func:`deploy.core.device.simulate_on`)."""
     from deploy.core.net import SpikingNet
 
-    return simulate_module(SpikingNet(graph).eval(), graph, x, batch_size, generator, progress)
+    return simulate_on(SpikingNet(graph).eval(), graph, x, batch_size, generator, progress, device)

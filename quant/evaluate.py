@@ -40,14 +40,15 @@ class Evaluation:
 
 
 def fixed_point_activity(graph: ir.Graph, x: torch.Tensor, batch_size: int = BATCH_SIZE,
-                         generator: torch.Generator | None = None, progress: bool = False) -> Activity:
+                         generator: torch.Generator | None = None, progress: bool = False,
+                         device: str | torch.device = "cpu") -> Activity:
     """Run the bit-true network of ``graph`` (:func:`quant.neurons.quantized_net`; float neurons
-    where it records no formats) on model-shaped ``x``: the search's evaluation and the digital
-    target's simulation of a quantized graph."""
-    from deploy.core.metrics import simulate_module
+    where it records no formats) on model-shaped ``x``, on ``device``: the search's evaluation and
+    the digital target's simulation of a quantized graph."""
+    from deploy.core.device import simulate_on
     from quant.neurons import quantized_net
 
-    return simulate_module(quantized_net(graph).eval(), graph, x, batch_size, generator, progress)
+    return simulate_on(quantized_net(graph).eval(), graph, x, batch_size, generator, progress, device)
 
 
 def _generator(seed: int) -> torch.Generator:

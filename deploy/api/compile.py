@@ -17,8 +17,8 @@ def compile(model: Any, target: Any = "digital", data: Any = "digits", *, out: s
     ``out``: also write report.json/.md/.html (and PNG figures unless ``figures=False``) there.
     ``progress``: bars per simulated batch (default: when stderr is a terminal). Other options
     (``samples``, ``timesteps``, ``config``, ``compare``, ``seed``, ``split_seed``, ``rate``,
-    ``batch_size``, ``trust_pickle``, ``weights``, ``dt``, ``encoding``, ``max_memory``) are
-    those of ``deploy compile``."""
+    ``batch_size``, ``trust_pickle``, ``weights``, ``dt``, ``encoding``, ``max_memory``, ``device``)
+    are those of ``deploy compile``."""
     from deploy.pipeline import compile as run
 
     show = bars.enabled() if progress is None else progress

@@ -49,6 +49,10 @@ def compile_cmd(
                                                        "(1 = worst case)", min=0, max=1)] = 0.1,
     batch_size: Annotated[int | None, count_option(
         "--batch-size", help="simulation batch size, samples (default: from a memory budget)")] = None,
+    device: Annotated[str, typer.Option(
+        "--device", metavar="DEVICE",
+        help="torch device of the digital and imc simulations and the float reference: cpu, cuda, cuda:1, "
+             "... (loihi and loihi2 run on the CPU only and refuse it)")] = "cpu",
     no_reference: Annotated[bool, typer.Option("--no-reference", help="skip the float reference run")] = False,
     no_figures: Annotated[bool, typer.Option("--no-figures", help="skip PNG figures")] = False,
     trust_pickle: TrustOpt = False,
@@ -70,7 +74,7 @@ def compile_cmd(
     report = run(model, target=target, data=data, samples=samples, timesteps=timesteps, config=config,
                  compare=compare, seed=seed, rate=rate, batch_size=batch_size, trust_pickle=trust_pickle,
                  weights=weights, dt=dt, encoding=encoding, split_seed=split_seed, max_memory=max_memory,
-                 reference=not no_reference, out=out, figures=not no_figures)
+                 reference=not no_reference, device=device, out=out, figures=not no_figures)
     print_summary(report, console)
     written("report", out)
 

@@ -47,16 +47,19 @@ class DigitalTarget(Target):
     description = "conventional digital SNN accelerator (SRAM weights, event-driven accumulate units)"
     supported_kinds = Target.supported_kinds | {"timescale"}
     bit_true = True
+    runs_on_device = True
 
     def simulate(self, mapping, x: torch.Tensor, batch_size: int = 128,
-                 generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-        """Bit-true for a quantized graph (:func:`quant.neurons.quantized_net`), float32 otherwise."""
+                 generator: torch.Generator | None = None, progress: bool = False,
+                 device: str | torch.device = "cpu") -> Activity:
+        """Bit-true for a quantized graph (:func:`quant.neurons.quantized_net`), float32 otherwise;
+        on ``device``."""
         graph = mapping.graph
         if not fixed_point(graph):
-            return simulate_float(graph, x, batch_size, generator, progress)
+            return simulate_float(graph, x, batch_size, generator, progress, device)
         from quant.evaluate import fixed_point_activity
 
-        return fixed_point_activity(graph, x, batch_size, generator, progress)
+        return fixed_point_activity(graph, x, batch_size, generator, progress, device)
 
     def simulates_float(self, mapping) -> bool:
         return not fixed_point(mapping.graph)

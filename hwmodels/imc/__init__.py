@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from deploy.core import ir
-from deploy.core.metrics import Activity, simulate_module
+from deploy.core.device import simulate_on
+from deploy.core.metrics import Activity
 from hwmodels.base import Cost, Target, Violation
 from hwmodels.imc.config import ImcConfig, parse_options
 from hwmodels.imc.cost import CostModel
@@ -43,6 +44,7 @@ class ImcTarget(Target):
     options_schema = None   # validated by hwmodels.imc.config.parse_options
     bit_true = True   # simulate() runs the crossbar's partial-sum conversions itself
     float_simulation = False
+    runs_on_device = True   # simulate() only; calibration runs on the CPU
 
     def __init__(self, spec: Spec | None = None, options: Mapping[str, Any] | None = None):
         super().__init__(spec, options)
@@ -69,7 +71,8 @@ class ImcTarget(Target):
     def calibrate(self, mapping: ImcMapping, x: torch.Tensor, batch_size: int = 128) -> ImcMapping:
         """With the ``calibrate`` option: a copy of ``mapping`` whose conversion steps (SA
         references) are MSE-optimal for the partial sums of the first ``batch_size`` samples of
-        ``x`` (per column group, no labels); otherwise ``mapping`` as it is."""
+        ``x`` (per column group, no labels); otherwise ``mapping`` as it is. One batch, on the CPU
+        whatever device :meth:`simulate` runs on, so every device simulates the same steps."""
         if not self.config.calibrate or mapping.calibrated:
             return mapping
         steps = self.network(mapping).calibrate(x[:batch_size])
@@ -78,11 +81,13 @@ class ImcTarget(Target):
                                          "group, no labels)")
 
     def simulate(self, mapping: ImcMapping, x: torch.Tensor, batch_size: int = 128,
-                 generator: torch.Generator | None = None, progress: bool = False) -> Activity:
-        """The crossbar simulation of ``x``; with the ``calibrate`` option an uncalibrated mapping is
-        calibrated first (:meth:`calibrate`, on a copy: ``mapping`` is not changed)."""
+                 generator: torch.Generator | None = None, progress: bool = False,
+                 device: str | torch.device = "cpu") -> Activity:
+        """The crossbar simulation of ``x`` on ``device``; with the ``calibrate`` option an
+        uncalibrated mapping is calibrated first (:meth:`calibrate`, on a copy: ``mapping`` is not
+        changed)."""
         mapping = self.calibrate(mapping, x, batch_size)
-        return simulate_module(self.network(mapping), mapping.graph, x, batch_size, generator, progress)
+        return simulate_on(self.network(mapping), mapping.graph, x, batch_size, generator, progress, device)
 
     def trainable(self, graph: ir.Graph, *, noise: bool = False, learn_steps: bool = True,
                   learn_scales: bool = True) -> CrossbarNet:

@@ -301,7 +301,7 @@ class CrossbarSynapse(nn.Module):
         qmax = 2 ** self.adc_bits - 1
         if self.calibrate_next:
             self.calibrate(self._psums(xt, self.w), qmax)
-        if qmax == 1 and self.w_int8 is not None:
+        if qmax == 1 and self.w_int8 is not None and xt.device.type == "cpu":   # int8 kernels: CPU only
             return self._reduce(self._sense_int8(xt), self.coefs * self.step, tiles=1)
         p = self._psums(xt, self.w, self._thresholds())             # p - step/2
         if self.w_sq is not None:
