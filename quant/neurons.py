@@ -142,7 +142,7 @@ class _FixedPointBase(nn.Module):
         if self.fmt.rounding == "stochastic" and not self.training:
             shape = list(v.shape)
             shape[batch_dim] = 1
-            return torch.floor(v + torch.rand(shape, generator=gen, dtype=v.dtype, device=v.device))
+            return torch.floor(v + torch.rand(shape, generator=gen, dtype=v.dtype).to(v.device))
         return round_ste(v, self.fmt.rounding, gen)
 
     def _decay(self, v: torch.Tensor, code: torch.Tensor, gen) -> torch.Tensor:

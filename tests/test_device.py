@@ -192,13 +192,8 @@ def test_network_and_every_batch_move_to_the_device(graph, samples, monkeypatch)
 @pytest.mark.parametrize("case", [
     "digital",
     "digital-fixed-point",
-    pytest.param("digital-fixed-point-stochastic", marks=pytest.mark.xfail(
-        raises=RuntimeError, strict=True,
-        reason="quant/neurons.py _round draws stochastic rounding with a CPU generator on the device")),
-    pytest.param("imc", marks=pytest.mark.xfail(
-        raises=RuntimeError, strict=True,
-        reason="hwmodels/imc/crossbar.py creates CPU tensors in _planes, _tile_input, _shift_add_matrix, "
-               "forward (no device=)")),
+    "digital-fixed-point-stochastic",
+    "imc",
 ])
 def test_device_run_equals_cpu_run(case, graph, samples):
     """On the (fake) device the simulation completes and its activity equals the CPU run's."""
@@ -298,8 +293,7 @@ def test_cpu_only_target_refuses_a_device(args, capsys, tmp_path, monkeypatch):
 # -- (c) a real GPU --------------------------------------------------------------------------
 
 @cuda_only
-@pytest.mark.parametrize("target", ["digital", pytest.param("imc", marks=pytest.mark.xfail(
-    raises=RuntimeError, strict=True, reason="hwmodels/imc/crossbar.py creates CPU tensors (see above)"))])
+@pytest.mark.parametrize("target", ["digital", "imc"])
 def test_cuda_matches_cpu(target, graph):
     x = load_test_set(graph, "digits", 32).x
     cpu, gpu = _run(target, graph, x), _run(target, graph, x, "cuda")

@@ -102,7 +102,7 @@ def mse_step(p: torch.Tensor, qmax: int, samples: int = 20000, grid: int = 48) -
 def _planes(x: torch.Tensor, bits: int, step: float) -> torch.Tensor:
     """Binary bit-planes (bits, *x.shape) of ``x`` rounded to multiples of ``step``."""
     xq = torch.round(x / step).clamp_(0, 2 ** bits - 1)
-    pow2 = (2.0 ** torch.arange(bits, dtype=x.dtype)).view(-1, *[1] * x.dim())
+    pow2 = (2.0 ** torch.arange(bits, dtype=x.dtype, device=x.device)).view(-1, *[1] * x.dim())
     return torch.remainder(torch.floor(xq.unsqueeze(0) / pow2), 2)
 
 
@@ -197,7 +197,7 @@ class CrossbarSynapse(nn.Module):
         """The input padded to whole tiles: channels-last (N, tiles*unit, H, W) or (tiles, N, unit)."""
         if self.conv:
             if self.pad:
-                out = torch.empty((x.shape[0], x.shape[1] + self.pad, *x.shape[2:]), dtype=x.dtype,
+                out = torch.empty((x.shape[0], x.shape[1] + self.pad, *x.shape[2:]), dtype=x.dtype, device=x.device,
                                   memory_format=torch.channels_last)
                 out[:, x.shape[1]:] = 0
                 out[:, :x.shape[1]] = x
@@ -251,7 +251,7 @@ class CrossbarSynapse(nn.Module):
         cached = self._kron
         if (cached is None or cached[0] != (tiles, dtype) or coef.requires_grad
                 or not torch.equal(cached[1], coef)):
-            kron = torch.kron(coef.repeat(tiles).view(-1, 1), torch.eye(self.g_outs(), dtype=dtype))
+            kron = torch.kron(coef.repeat(tiles).view(-1, 1), torch.eye(self.g_outs(), dtype=dtype, device=coef.device))
             if coef.requires_grad:
                 return kron
             self._kron = cached = ((tiles, dtype), coef.clone(), kron)
@@ -273,7 +273,7 @@ class CrossbarSynapse(nn.Module):
             y, scale = self._sim_forward(xs), self.scale
         y = y.reshape(y.shape[0], self.g_outs(), *lm.out_shape[1:])
         if lm.planes > 1:
-            w = (2.0 ** torch.arange(lm.planes, dtype=y.dtype)) * lm.input_step
+            w = (2.0 ** torch.arange(lm.planes, dtype=y.dtype, device=y.device)) * lm.input_step
             y = torch.tensordot(w, y.view(lm.planes, n, *y.shape[1:]), dims=1)
         if self.sl.dummy:
             y = y[:, :-1] - y[:, -1:]

@@ -51,5 +51,5 @@ def program(digits: torch.Tensor, ni: NonIdeal, levels: int, g_off: float,
 def add_read_noise(p: torch.Tensor, p_sq: torch.Tensor, sigma: float,
                    generator: torch.Generator | None) -> torch.Tensor:
     """Column current plus Gaussian read noise of variance ``sigma**2 * p_sq``."""
-    z = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+    z = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)   # CPU draws on any device
     return p + sigma * p_sq.clamp(min=0).sqrt() * z
