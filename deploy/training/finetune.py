@@ -91,39 +91,53 @@ def match_rates(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, iters: 
     return factors
 
 
+#: values (timesteps x outputs) of one layer's output per reconstruction batch; sets its batch size
+RECONSTRUCT_BUDGET = 2 ** 20
+
+
+def _batch(t_steps: int, out: torch.Tensor) -> int:
+    """Samples per reconstruction batch of a layer whose output over all samples is ``out`` (T, N, ...)."""
+    return max(1, min(out.shape[1], RECONSTRUCT_BUDGET // (t_steps * out[0, 0].numel())))
+
+
+def _layer_on(layer: torch.nn.Module, inp: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
+    """A per-frame layer on the samples ``idx`` of ``inp`` (T, N, ...): (T, len(idx), ...)."""
+    x = inp[:, idx]
+    out = layer(x.flatten(0, 1))
+    return out.view(x.shape[0], x.shape[1], *out.shape[1:])
+
+
+@torch.no_grad()
+def _chunked(layer: torch.nn.Module, inp: torch.Tensor, batch: int) -> torch.Tensor:
+    """:func:`_layer_on` over all samples, ``batch`` at a time (the crossbar's partial sums of
+    every sample at once would not fit in memory)."""
+    return torch.cat([_layer_on(layer, inp, slice(i, i + batch)) for i in range(0, inp.shape[1], batch)], 1)
+
+
 def _fit_layer(net: SpikingNet, node: ir.Node, inp: torch.Tensor, target: torch.Tensor,
-               labels: torch.Tensor | None, iters: int, lr: float, g: torch.Generator) -> dict[str, Any]:
+               labels: torch.Tensor | None, iters: int, lr: float, g: torch.Generator
+               ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Train one synaptic layer of ``net`` alone: its output on ``inp`` (T, N, ...) towards
-    ``target``, or, with ``labels``, the readout's cross-entropy through the output neurons."""
-    layer, t_steps, n = net.layers[node.name], inp.shape[0], inp.shape[1]
+    ``target``, or, with ``labels``, the readout's cross-entropy through the output neurons.
+    Returns its output on all of ``inp`` after training and the record."""
+    layer, n = net.layers[node.name], inp.shape[1]
     readout = net.layers[net.graph.nodes[-1].name]
-
-    def forward(idx: torch.Tensor | slice) -> torch.Tensor:
-        x = inp[:, idx]
-        out = layer(x.flatten(0, 1))
-        return out.view(t_steps, x.shape[1], *out.shape[1:])
-
+    batch = _batch(inp.shape[0], target)
     variance = float(target.var()) or 1.0
-    with torch.no_grad():
-        before = float(F.mse_loss(forward(slice(None)), target)) / variance
-    batch = max(1, min(n, RECONSTRUCT_BUDGET // (t_steps * target[0, 0].numel())))
+    before = float(F.mse_loss(_chunked(layer, inp, batch), target)) / variance
     opt = torch.optim.Adam([p for p in layer.parameters() if p.requires_grad], lr=lr)
     for _ in range(iters):
         idx = torch.randperm(n, generator=g)[:batch]
-        out = forward(idx)
+        out = _layer_on(layer, inp, idx)
         loss = (F.mse_loss(out, target[:, idx]) if labels is None else
                 F.cross_entropy(net.logits(readout(out)), labels[idx]))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        after = float(F.mse_loss(forward(slice(None)), target)) / variance
-    return {"layer": node.name, "nmse_before": round(before, 4), "nmse_after": round(after, 4), "batch": batch,
-            "loss": "mse" if labels is None else "cross-entropy"}
-
-
-#: values (timesteps x outputs) of one layer's output per reconstruction batch; sets its batch size
-RECONSTRUCT_BUDGET = 2 ** 20
+    out = _chunked(layer, inp, batch)
+    after = float(F.mse_loss(out, target)) / variance
+    return out, {"layer": node.name, "nmse_before": round(before, 4), "nmse_after": round(after, 4),
+                 "batch": batch, "loss": "mse" if labels is None else "cross-entropy"}
 
 
 def reconstruct(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, y: torch.Tensor, iters: int = 200,
@@ -140,27 +154,42 @@ def reconstruct(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, y: torc
     step costs one layer's forward and backward, not the whole network's through time, and
     no layer can fall silent (the approach of AdaRound and BRECQ for post-training quantization).
     Each batch holds as many samples as keep the layer's output within :data:`RECONSTRUCT_BUDGET`
-    values. Returns one record per synaptic layer: normalized MSE before and after, batch size.
+    values. Both networks run node by node and a value is dropped once its consumers have run,
+    so memory holds a few layers' outputs over all samples. Returns one record per synaptic
+    layer: normalized MSE before and after, batch size.
     """
     if any(node.recurrent for node in net.graph.nodes):
         raise DeployError("layer-wise reconstruction supports feed-forward networks only")
     net.eval()
-    mine = {"input": net.encode(x)}                    # the target's values, layer by layer
-    with torch.no_grad():
-        _, want = reference.run(mine["input"], record=True, encoded=True)
-    feeds = {src: node for node in net.graph.nodes for src in node.inputs}
+    reference.eval()
+    encoded = net.encode(x)
+    mine, want = {"input": encoded}, {"input": encoded}      # the target's and the float values
+    uses = {name: 0 for name in mine}
+    for node in net.graph.nodes:
+        uses[node.name] = 0
+        for src in node.inputs:
+            uses[src] += 1
     output = net.graph.nodes[-1]
     g = torch.Generator().manual_seed(seed)
     records = []
-    nodes = progress_bar(net.graph.nodes, desc="reconstruct layers", disable=not progress)
-    for node in nodes:
-        if node.kind in ir.SYNAPSE_KINDS:
-            records.append(_fit_layer(net, node, mine[node.inputs[0]], want[node.name],
-                                      y if feeds.get(node.name) is output else None, iters, lr, g))
-        elif node.kind == "lif" and node is not output and float(want[node.name].mean()) > 0:
-            _match_rate(net.layers[node.name], mine[node.inputs[0]], float(want[node.name].mean()))
+    for node in progress_bar(net.graph.nodes, desc="reconstruct layers", disable=not progress):
         with torch.no_grad():
-            mine[node.name] = net.apply(node, mine)
+            want[node.name] = reference.apply(node, want)
+        if node.kind in ir.SYNAPSE_KINDS:
+            readout = output.inputs == [node.name]
+            mine[node.name], rec = _fit_layer(net, node, mine[node.inputs[0]], want[node.name],
+                                              y if readout else None, iters, lr, g)
+            records.append(rec)
+        else:
+            rate = float(want[node.name].mean())
+            if node.kind == "lif" and node is not output and rate > 0:
+                _match_rate(net.layers[node.name], mine[node.inputs[0]], rate)
+            with torch.no_grad():
+                mine[node.name] = net.apply(node, mine)
+        for src in node.inputs:
+            uses[src] -= 1
+            if uses[src] == 0:
+                del mine[src], want[src]
     return records
 
 
