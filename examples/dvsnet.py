@@ -12,9 +12,11 @@ from the third LIF layer on. Use it for cost-only studies (array counts, memory,
 area, assumed-rate estimates), not for accuracy or for comparing targets.
 
 Trained models: ``examples/models/dvsnet.pt`` (float, ``python
-examples/train_dvsnet.py``) and ``examples/models/dvsnet_imc.pt`` (retrained
-for the 1-bit sense amplifiers with ``deploy finetune ... --target imc --data
-events``); the README's imc / imc-adc ratios come from the latter::
+examples/train_dvsnet.py``) and ``examples/models/dvsnet_imc.pt`` (fitted to
+the 1-bit sense amplifiers layer by layer with ``deploy finetune
+examples/models/dvsnet.pt --target imc --data events --reconstruct 400
+--reconstruct-samples 256 --epochs 0 --train-samples 256 --test-samples 128
+--batch-size 16 --threads 2``); the README's imc / imc-adc ratios come from the latter::
 
     deploy compile examples/models/dvsnet_imc.pt --target imc --compare imc-adc --data events -o out/dvs
 """

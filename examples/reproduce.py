@@ -90,6 +90,11 @@ def ratio(key: str) -> Callable[[Path], float]:
     return lambda out: _report(out)["comparison"]["ratios"][key]
 
 
+def comparison(key: str, scale: float = 1.0) -> Callable[[Path], float]:
+    """A field of a compile report's ``comparison`` (the ``--compare`` target, or ``this_*``)."""
+    return lambda out: _report(out)["comparison"][key] * scale
+
+
 def total(key: str, scale: float = 1.0) -> Callable[[Path], float]:
     return lambda out: _report(out)["totals"][key] * scale
 
@@ -133,6 +138,8 @@ RUNS = [
                             "--no-figures -o {out}"),
     Run("demo", "deploy compile examples/models/digits_snn_imc.pt --target imc --compare imc-adc --data digits "
                 "--no-figures -o {out}"),
+    Run("dvsnet-imc", "deploy compile examples/models/dvsnet_imc.pt --target imc --compare imc-adc --data events "
+                      "--no-figures -o {out}"),
     Run("bntt", "deploy compile examples/models/digits_bntt_snn.pt --target digital --no-figures -o {out}"),
     Run("resnet", "deploy compile examples/models/digits_resnet_snn.pt --target digital --no-figures -o {out}"),
     Run("one-step", "deploy compile examples/models/digits_one_step_snn.pt --target digital --no-figures -o {out}"),
@@ -171,6 +178,15 @@ CLAIMS = [
     Claim("demo", "live imc-retrained CNN on imc-adc", 95.0, compared_acc, abs_tol=0.005),
     Claim("demo", "shipped imc-retrained CNN on imc (make demo)", 98.33, acc(), abs_tol=0.005),
     Claim("demo", "shipped imc-retrained CNN, float reference", 94.44, acc("reference"), abs_tol=0.005),
+    Claim("dvsnet-imc", "DVSNet reconstructed for imc, on imc, 64 streams (README: IMC)", 90.63, acc(),
+          abs_tol=0.005),
+    Claim("dvsnet-imc", "the same on imc-adc", 10.94, compared_acc, abs_tol=0.005),
+    Claim("dvsnet-imc", "DVSNet spikes per inference on imc", 540.3, comparison("this_spikes", 1e-3), unit="k",
+          abs_tol=0.05),
+    Claim("dvsnet-imc", "DVSNet spikes per inference on imc-adc", 549.7, comparison("spikes", 1e-3), unit="k",
+          abs_tol=0.05),
+    Claim("dvsnet-imc", "live DVSNet: energy imc-adc / imc", 5.37, ratio("energy"), unit="x", abs_tol=0.005),
+    Claim("dvsnet-imc", "live DVSNet: latency imc-adc / imc", 16.0, ratio("latency"), unit="x", abs_tol=0.05),
     Claim("bntt", "BNTT family (README: Model families)", 98.06, acc("reference"), abs_tol=0.005),
     Claim("resnet", "residual family (README: Model families)", 97.78, acc("reference"), abs_tol=0.005),
     Claim("one-step", "one-timestep family (README: Model families)", 96.39, acc("reference"), abs_tol=0.005),
