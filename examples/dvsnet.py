@@ -15,7 +15,7 @@ Trained models: ``examples/models/dvsnet.pt`` (float, ``python
 examples/train_dvsnet.py``) and ``examples/models/dvsnet_imc.pt`` (fitted to
 the 1-bit sense amplifiers layer by layer with ``deploy finetune
 examples/models/dvsnet.pt --target imc --data events --reconstruct 400
---reconstruct-samples 256 --epochs 0 --train-samples 256 --test-samples 128
+--reconstruct-samples 512 --epochs 0 --train-samples 512 --test-samples 128
 --batch-size 16 --threads 2``); the README's imc / imc-adc ratios come from the latter::
 
     deploy compile examples/models/dvsnet_imc.pt --target imc --compare imc-adc --data events -o out/dvs
