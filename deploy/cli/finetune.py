@@ -65,8 +65,8 @@ def finetune_cmd(
                                               "target (deep networks whose layers fall silent)")] = False,
     reconstruct: Annotated[int, int_option(
         "--reconstruct", min=0,
-        help="before training, fit every layer alone to its float counterpart, STEPS Adam steps per layer "
-             "(layer-wise reconstruction; deep networks on 1-bit sense amplifiers)")] = 0,
+        help="before training, fit every layer alone to its float counterpart with this many Adam steps "
+             "per layer (layer-wise reconstruction; deep networks on 1-bit sense amplifiers)")] = 0,
     reconstruct_samples: Annotated[int, count_option(
         "--reconstruct-samples", help="training samples the reconstruction fits on (memory grows with them)")] = 64,
     dt: DtOpt = None,
