@@ -37,6 +37,21 @@ def _handler(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _unraisable(info: object) -> None:
+    """``sys.unraisablehook``: an :class:`Interrupted` raised where Python ignores exceptions (a
+    weakref callback such as the import system's module-lock cleanup, a ``__del__``) is not
+    printed; the signal is sent again a moment later (from a timer thread: sent from here, it
+    would land in this hook, which ignores exceptions too), so that it arrives in code that lets
+    it propagate."""
+    exc = getattr(info, "exc_value", None)
+    if isinstance(exc, Interrupted):
+        import threading
+
+        threading.Timer(0.01, os.kill, (os.getpid(), exc.signum)).start()
+        return
+    sys.__unraisablehook__(info)
+
+
 def _check_swallowed() -> None:
     """Raise :class:`Interrupted` for a signal whose exception did not propagate."""
     if _received:
@@ -53,6 +68,7 @@ def install() -> None:
     """Turn SIGINT and SIGTERM into :class:`Interrupted` (main thread only)."""
     for sig in SIGNALS:
         signal.signal(sig, _handler)
+    sys.unraisablehook = _unraisable
 
 
 def _say(line: str) -> None:

@@ -133,3 +133,32 @@ def test_sigterm_while_the_output_is_staged_keeps_the_earlier_output(tmp_path):
     _check(proc, signal.SIGTERM, tmp_path)
     assert [p.name for p in out.iterdir()] == ["report.json"]
     assert (out / "report.json").read_text() == '{"earlier": true}'
+
+
+SWALLOWED = """
+import os, signal, sys, time, weakref
+from deploy import entry
+entry.install()
+class Thing:
+    pass
+def callback(_ref):                 # Python ignores exceptions raised in weakref callbacks
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):           # the handler runs here, inside the callback
+        pass
+thing = Thing()
+ref = weakref.ref(thing, callback)
+try:
+    del thing
+    time.sleep(2)
+    print("not interrupted")
+except entry.Interrupted as exc:
+    print("interrupted", exc.signum)
+"""
+
+
+def test_a_signal_swallowed_by_a_weakref_callback_is_delivered_again():
+    """A signal whose exception lands in a weakref callback (as in the import system's module-lock
+    cleanup) is not lost: it is raised again in ordinary code, and no traceback is printed."""
+    proc = subprocess.run([sys.executable, "-c", SWALLOWED], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == f"interrupted {int(signal.SIGINT)}", proc.stdout + proc.stderr
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
