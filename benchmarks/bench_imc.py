@@ -2,6 +2,8 @@
 bit-sliced float forward (the floor of a float simulator: all partial sums as one tiled
 conv/matmul, no conversion), same net, same batch, measured in one run. Ideal conv layers
 on ``imc`` run in int8 (sense amplifier folded into the convolution) and go below that floor.
+Times are CPU seconds of one torch thread (robust to other jobs on the machine), median of the
+repeats, the three networks interleaved.
 
     .venv/bin/python benchmarks/bench_imc.py [--repeats 5]
 
@@ -27,11 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _time(fn, repeats: int) -> list[float]:
+    """CPU seconds of ``repeats`` calls of ``fn`` (one thread: the work done, whatever else runs)."""
     out = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        out.append(time.perf_counter() - t0)
+        out.append(time.process_time() - t0)
     return out
 
 
@@ -48,7 +51,7 @@ def bench(name: str, graph, x: torch.Tensor, repeats: int) -> dict[str, float]:
             runs[key] += _time(lambda net=net: net.run(enc, encoded=True), 1)
     nets["imc"].pop_counters()
     med = {k: statistics.median(v) for k, v in runs.items()}
-    print(f"{name}: batch {x.shape[0]}, T={graph.timesteps}; median of {repeats} runs")
+    print(f"{name}: batch {x.shape[0]}, T={graph.timesteps}; median CPU time of {repeats} runs")
     for key, val in med.items():
         print(f"  {key:13s} {val * 1e3:9.1f} ms")
     print(f"  imc / float         = {med['imc'] / med['float']:.2f}")

@@ -16,13 +16,16 @@ batch and time:
    the comparison are one int8 convolution instead: the integer partial sum
    ``acc`` fires when ``acc - floor(reference) >= 1``, which the convolution's
    requantization (bias ``-floor(reference)``, output scale 1/255, saturation
-   at 0 and 255) turns into exactly 0 or 1 without storing the sums; a second
-   int8 (1x1) convolution counts the firing columns of each (group, output)
-   over the row tiles, so only those counts reach float;
+   at 0 and 255) turns into exactly 0 or 255 without storing the sums; the
+   output bytes, summed over the row tiles, count the firing tiles of each
+   (group, output) column. This path runs over chunks of frames, and analog
+   frames repeated at every timestep (direct encoding) are computed once;
 4. the digital periphery shift-adds the codes across slices, polarities and row
-   tiles (one matmul with the coefficients ``+-L**k * step``), recombines
-   bit-planes, subtracts the offset dummy, applies the per-output weight scale
-   and the bias; the LIF layer that follows is the SpikingNet's own.
+   tiles (one matmul with the coefficients ``+-L**k * step``; when every partial
+   sum is exact in float32, as with power-of-two steps, the codes times each
+   coefficient are added instead, the same bits), recombines bit-planes,
+   subtracts the offset dummy, applies the per-output weight scale and the bias;
+   the LIF layer that follows is the SpikingNet's own.
 
 In training mode the same forward runs on float weights with straight-through
 gradients (weight rounding, bit-slicing) and an LSQ-style gradient for the
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +53,8 @@ from hwmodels.imc.slicing import slice_codes
 
 #: at most this many partial-sum values in one calibration pass (about 256 MB in float32)
 PSUM_BUDGET = 2 ** 26
+#: the int8 sense-amplifier path runs over chunks of frames of about this many firing counts (16 MB in float32)
+SENSE_CHUNK = 2 ** 22
 
 
 def _int8_conv_available() -> bool:
@@ -60,6 +66,56 @@ def _columns(p: torch.Tensor) -> torch.Tensor:
     if p.is_contiguous():   # channels-first output (a single input channel): keep it so
         return p.view(p.shape[0], p.shape[1], -1)
     return p.permute(0, 2, 3, 1).reshape(p.shape[0], -1, p.shape[1]).transpose(1, 2)
+
+
+def _raw_codes(q: torch.Tensor) -> torch.Tensor:
+    """The uint8 codes of a quint8 tensor as a view of its storage (``int_repr`` copies)."""
+    return torch.empty(0, dtype=torch.uint8, device=q.device).set_(q.untyped_storage(), q.storage_offset(),
+                                                                    q.shape, q.stride())
+
+
+def _count_fired(fired: torch.Tensor, tiles: int) -> torch.Tensor:
+    """Sense-amplifier outputs (N, tiles*columns, H, W), 0 or 255 per (tile, column), as the number
+    of firing tiles per column (N, columns, H, W), channels-last when ``fired`` is."""
+    planes = fired.unflatten(1, (tiles, -1))
+    if tiles >= 256:
+        return torch.bitwise_right_shift(planes, 7).sum(1, dtype=torch.int32)
+    # in uint8: 255 * k = -k (mod 256)
+    if tiles > 3 and fired.is_contiguous(memory_format=torch.channels_last):   # one pass over the tiles
+        n, _, h, w = fired.shape
+        count = fired.permute(0, 2, 3, 1).reshape(n * h * w, tiles, -1).sum(1, dtype=torch.uint8)
+        return count.neg_().view(n, h, w, -1).permute(0, 3, 1, 2)
+    count = planes[:, 0].clone()                    # few tiles: a sum of byte planes
+    for t in range(1, tiles):
+        count.add_(planes[:, t])
+    return count.neg_()
+
+
+def _exact_terms(coef: torch.Tensor, top: int) -> list[float] | None:
+    """``coef`` as floats when sums of up to ``top`` times each coefficient are exact in float32,
+    whatever the order: all are integer multiples of one power of two, ``2**e``, and ``top`` times
+    the sum of their magnitudes stays below ``2**24 * 2**e``. Otherwise None."""
+    vals = coef.tolist()
+    parts = [Fraction(v) for v in vals if v]
+    if not parts:
+        return vals
+    e = min((f.numerator & -f.numerator).bit_length() - f.denominator.bit_length() for f in parts)
+    if e < -100 or top * sum(abs(f) for f in parts) >= Fraction(2) ** (24 + e):
+        return None
+    return vals
+
+
+def _lif_output(graph: ir.Graph, name: str) -> bool:
+    """True when tensor ``name`` is a LIF layer's spikes, directly or through flatten and max
+    pooling: binary by construction."""
+    while name != "input":
+        node = graph[name]
+        if node.kind == "lif":
+            return True
+        if node.kind not in ("flatten", "pool2d") or getattr(node, "mode", "max") != "max":
+            return False
+        name = node.inputs[0]
+    return False
 
 
 class PsumQuant(torch.autograd.Function):
@@ -126,6 +182,8 @@ class CrossbarSynapse(nn.Module):
         self.noise, self.off_units = noise, off_units
         self.adc_bits = cfg.adc_bits
         self.calibrate_next = False
+        self.timesteps = 1          # frames are (timesteps * batch): set by CrossbarNet
+        self.check_input = True     # check that spike inputs are binary (off for a LIF's output)
         self.counts: dict[str, float] = defaultdict(float)
         self._packed: tuple[torch.Tensor, object] | None = None     # (references, prepacked int8 conv)
         self._kron: tuple[tuple[int, torch.dtype], torch.Tensor, torch.Tensor] | None = None
@@ -158,14 +216,9 @@ class CrossbarSynapse(nn.Module):
         self.register_buffer("w_sq", self._layout(g * g) if mode == "sim" and cfg.nonideal.read_noise > 0
                              else None)
         # integer cells and no read noise: the SA conversion can run as int8 convolutions
-        self.w_int8 = self.tile_sum_int8 = None
+        self.w_int8 = None
         if self.conv and mode == "sim" and not cfg.nonideal.any and _int8_conv_available():
             self.w_int8 = torch.quantize_per_tensor(self.w, 1.0, 0, torch.qint8)
-            if self.n_tiles > 1:
-                cols = self.sl.groups * self.g_outs()
-                ones = torch.kron(torch.ones(1, self.n_tiles), torch.eye(cols)).view(cols, -1, 1, 1)
-                self.tile_sum_int8 = torch.ops.quantized.conv2d_prepack(
-                    torch.quantize_per_tensor(ones, 1.0, 0, torch.qint8), None, [1, 1], [0, 0], [1, 1], 1)
         self.read_gen = generator
         # per input element (channels last): its fan-out and its summed cell digits over all reads
         col_digits = g.sum(dim=(0, 1)).unsqueeze(0)
@@ -216,21 +269,75 @@ class CrossbarSynapse(nn.Module):
         p = torch.bmm(xt, w) if bias is None else torch.baddbmm(bias.view(self.n_tiles, 1, -1), xt, w)
         return p.transpose(0, 1).reshape(p.shape[1], -1, 1)
 
-    def _sense_int8(self, xt: torch.Tensor) -> torch.Tensor:
+    def _sense_int8(self, xt: torch.Tensor, dtype: torch.dtype | None = torch.float32) -> torch.Tensor:
         """How many row tiles' sense amplifiers fire for every (group, output) column:
-        (N, groups*out', positions), laid out as :meth:`_psums` with one tile. Integer
-        arithmetic throughout (binary inputs, integer cell digits)."""
+        (N, groups*out', positions), laid out as :meth:`_psums` with one tile, in ``dtype``
+        (None: as counted, bytes up to 255 tiles). Integer arithmetic throughout (binary
+        inputs, integer cell digits)."""
         ref = torch.floor(-self._thresholds())         # fires when acc > step/2 - trim
         if self._packed is None or not torch.equal(self._packed[0], ref):   # references changed: repack
             a = self.conv_args                          # pairs already (ir.Conv2d normalizes them)
             self._packed = (ref, torch.ops.quantized.conv2d_prepack(
                 self.w_int8, -ref, list(a["stride"]), list(a["padding"]), list(a["dilation"]), self.n_tiles))
-        packed = self._packed[1]
-        fired = torch.ops.quantized.conv2d(torch.quantize_per_tensor(xt, 1.0, 0, torch.quint8), packed,
-                                           1.0 / 255, 0)                                  # 0 or 255 (= 1)
-        if self.tile_sum_int8 is not None:
-            fired = torch.ops.quantized.conv2d(fired, self.tile_sum_int8, 1.0, 0)         # counts
-        return _columns(fired.dequantize())
+        fired = _raw_codes(torch.ops.quantized.conv2d(torch.quantize_per_tensor(xt, 1.0, 0, torch.quint8),
+                                                      self._packed[1], 1.0 / 255, 0))      # 0 or 255 (= 1)
+        counts = _count_fired(fired, self.n_tiles)
+        return _columns(counts if dtype is None else counts.to(dtype))
+
+    def _sense_shift_add(self, xt: torch.Tensor, coef: torch.Tensor, exact: list[float] | None) -> torch.Tensor:
+        """:meth:`_sense_int8` then the shift-add (:meth:`_exact_reduce` on the integer counts when
+        ``exact``, else :meth:`_reduce`)."""
+        if exact is None:
+            return self._reduce(self._sense_int8(xt), coef, tiles=1)
+        return self._exact_reduce(self._sense_int8(xt, None), exact, tiles=1)
+
+    def _exact_reduce(self, c: torch.Tensor, exact: list[float], tiles: int) -> torch.Tensor:
+        """:meth:`_reduce` of integer codes ``c`` (any dtype) when the coefficients are ``exact``
+        (:func:`_exact_terms`): the codes summed over the row tiles, then each column group's
+        added times its coefficient. Every partial sum is exact, so this equals the GEMM; the
+        output has the GEMM's layout."""
+        n, _, pos = c.shape
+        outs = self.g_outs()
+        y = (torch.zeros(n, outs, pos, device=c.device) if self.conv and c.stride(1) != 1 and pos > 1
+             else torch.zeros(n, pos, outs, device=c.device).transpose(1, 2))
+        if tiles > 1:
+            c = c.unflatten(1, (tiles, -1)).sum(1)                 # small integers: exact in float
+        for j, term in enumerate(exact):
+            if term:
+                y.add_(c[:, j * outs:(j + 1) * outs], alpha=term)
+        return y
+
+    def _sense_reduce(self, xt: torch.Tensor) -> torch.Tensor:
+        """:meth:`_sense_shift_add` of the tiled input ``xt``. Analog frames that repeat at every
+        timestep (direct encoding) are computed once; the rest runs over chunks of at most
+        :data:`SENSE_CHUNK` counts (temporaries small enough to stay in cache and be reused by the
+        allocator). The output is laid out as the one-call :meth:`_reduce` output."""
+        t = self.timesteps
+        if not self.lm.analog or t < 2 or xt.shape[0] % (t * self.lm.planes):
+            return self._chunked_sense_reduce(xt)
+        steps = xt.view(self.lm.planes, t, -1, *xt.shape[1:])
+        if not torch.equal(steps[:, 1:], steps[:, :1].expand_as(steps[:, 1:])):
+            return self._chunked_sense_reduce(xt)
+        once = self._chunked_sense_reduce(
+            steps[:, 0].reshape(-1, *xt.shape[1:]).contiguous(memory_format=torch.channels_last))
+        y = once.new_empty_strided((xt.shape[0], *once.shape[1:]), once.stride())
+        y.view(self.lm.planes, t, -1, *once.shape[1:]).copy_(once.view(self.lm.planes, 1, -1, *once.shape[1:]))
+        return y
+
+    def _chunked_sense_reduce(self, xt: torch.Tensor) -> torch.Tensor:
+        """:meth:`_sense_shift_add` over chunks of frames of ``xt``, into one output."""
+        coef, n = self.coefs * self.step, xt.shape[0]
+        exact = _exact_terms(coef, self.n_tiles)
+        frames = max(1, SENSE_CHUNK // (self.sl.groups * self.g_outs() * self.lm.positions))
+        if frames >= n:
+            return self._sense_shift_add(xt, coef, exact)
+        y = None
+        for i, part in enumerate(xt.split(frames)):
+            yp = self._sense_shift_add(part, coef, exact)
+            if y is None:
+                y = yp.new_empty_strided((n, *yp.shape[1:]), yp.stride())
+            y[i * frames:i * frames + len(yp)] = yp
+        return y
 
     def _reduce(self, c: torch.Tensor, coef: torch.Tensor, tiles: int | None = None) -> torch.Tensor:
         """Digital shift-add over tiles and column groups: (N, out', positions). ``tiles=1``:
@@ -264,7 +371,7 @@ class CrossbarSynapse(nn.Module):
         if lm.analog:
             xs = _planes(x, lm.planes, lm.input_step).reshape(lm.planes * n, *x.shape[1:])
         else:
-            if self.mode == "sim" and bool(x.ne(0).logical_and_(x.ne(1)).any()):
+            if self.mode == "sim" and self.check_input and bool(x.ne(0).logical_and_(x.ne(1)).any()):
                 raise TargetError(f"layer '{lm.name}': expected binary spikes at its input")
             xs = x
         if self.training_mode:
@@ -278,9 +385,14 @@ class CrossbarSynapse(nn.Module):
         if self.sl.dummy:
             y = y[:, :-1] - y[:, -1:]
         shape = (1, -1) + (1,) * (y.dim() - 2)
-        y = y * scale.view(shape)
-        if self.bias is not None:
-            y = y + self.bias.view(shape)
+        if y.requires_grad or scale.requires_grad:
+            y = y * scale.view(shape)
+            if self.bias is not None:
+                y = y + self.bias.view(shape)
+        else:                               # y is this call's own tensor: scaled in place
+            y.mul_(scale.view(shape))
+            if self.bias is not None:
+                y.add_(self.bias.view(shape))
         if self.training_mode and lm.analog and x.requires_grad:
             ideal = self._ideal(x)
             y = y + (ideal - ideal.detach())
@@ -302,7 +414,7 @@ class CrossbarSynapse(nn.Module):
         if self.calibrate_next:
             self.calibrate(self._psums(xt, self.w), qmax)
         if qmax == 1 and self.w_int8 is not None and xt.device.type == "cpu":   # int8 kernels: CPU only
-            return self._reduce(self._sense_int8(xt), self.coefs * self.step, tiles=1)
+            return self._sense_reduce(xt)
         p = self._psums(xt, self.w, self._thresholds())             # p - step/2
         if self.w_sq is not None:
             p = add_read_noise(p, self._psums(xt, self.w_sq), self.cfg.nonideal.read_noise, self.read_gen)
@@ -311,7 +423,9 @@ class CrossbarSynapse(nn.Module):
         else:
             step = self.step.view(1, -1, 1).expand(self.n_tiles, -1, self.g_outs()).reshape(1, -1, 1)
             c = p.div_(step).ceil_().clamp_(0, qmax)               # flash ADC: thresholds (i - 1/2) * step
-        return self._reduce(c, self.coefs * self.step)
+        coef = self.coefs * self.step
+        exact = _exact_terms(coef, self.n_tiles * qmax)
+        return self._reduce(c, coef) if exact is None else self._exact_reduce(c, exact, self.n_tiles)
 
     @torch.no_grad()
     def calibrate(self, p: torch.Tensor, qmax: int) -> None:
@@ -400,6 +514,8 @@ class CrossbarNet(SpikingNet):
         for node in self.graph.synapses():
             self.layers[node.name] = CrossbarSynapse(node, mapping.layers[node.name], mapping.config, off_units,
                                                      mode, noise, learn_steps, gen, learn_scales)
+            self.layers[node.name].timesteps = self.graph.timesteps
+            self.layers[node.name].check_input = not _lif_output(self.graph, node.inputs[0])
         self._samples = 0
 
     def synapses(self) -> list[CrossbarSynapse]:
