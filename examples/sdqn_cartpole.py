@@ -6,12 +6,14 @@ Stages (each skipped when its output exists, unless ``--retrain``):
 1. train with per-sample PBLN statistics (double DQN) until the greedy policy averages
    >= 475 over 100 episodes;
 2. freeze the PBLN statistics at their averages over the policy's own observations and
-   check the frozen policy on 100 episodes (fine-tuning in the frozen form if it falls
-   below 475); write the frozen form as a native checkpoint (plain LIF layers);
+   check the frozen policy on 100 episodes; if it falls below 475, recover it in the frozen
+   form (``--tune distill``: policy distillation from the layer-PBLN network with DAgger;
+   ``--tune dqn``: DQN fine-tuning); write the frozen form as a native checkpoint (plain LIF
+   layers);
 3. record the greedy policy's observations (``obs.npz``: ``x`` = network inputs, ``y`` =
    actions) and run ``deploy.compile`` on each target with ``data=None`` and with obs.npz.
 
-    python examples/sdqn_cartpole.py                  # about 15-30 min on one core
+    python examples/sdqn_cartpole.py --seed 1 --lr 5e-4 --steps 10000 --retrain   # the shipped model, ~3 min
     python examples/sdqn_cartpole.py --compile-only   # stage 3 on the shipped model
 """
 
@@ -27,7 +29,8 @@ import torch
 
 from deploy.io.atomic import write_text
 from deploy.training.rl import dqn
-from deploy.training.rl.recipe import train_pl_sdqn
+from deploy.training.rl.distill import DistillConfig
+from deploy.training.rl.recipe import TUNERS, train_pl_sdqn
 from deploy.training.rl.sdqn import save
 
 HERE = Path(__file__).resolve().parent
@@ -40,10 +43,12 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train_model(seed: int, steps: int, lr: float = 1e-3, finetune_steps: int | None = None) -> dict:
+def train_model(seed: int, steps: int, lr: float = 1e-3, finetune_steps: int | None = None,
+                tune: str = "distill", distill_rounds: int = DistillConfig.rounds) -> dict:
     """Stages 1-2 (:func:`deploy.training.rl.recipe.train_pl_sdqn`): returns what was measured and writes MODEL."""
     net, info = train_pl_sdqn(seed, steps, lr, log=log, eval_every=1_250, eval_episodes=5,
-                              finetune_steps=finetune_steps)
+                              finetune_steps=finetune_steps, tune=tune,
+                              distill_cfg=DistillConfig(rounds=distill_rounds, seed=seed))
     save(net, MODEL, meta=info)
     return info
 
@@ -101,23 +106,31 @@ def compile_all(samples: int) -> dict:
 
 
 def main() -> None:
-    global MODEL
+    global MODEL, OBS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=50_000)
     ap.add_argument("--samples", type=int, default=512, help="recorded observations compiled")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--finetune-steps", type=int, default=None, help="frozen-form fine-tuning (default steps/2)")
-    ap.add_argument("--model", type=Path, default=MODEL, help="checkpoint written / compiled")
+    ap.add_argument("--tune", choices=TUNERS, default="distill",
+                    help="recovery of a frozen form below 475: DAgger policy distillation, DQN or none")
+    ap.add_argument("--distill-rounds", type=int, default=DistillConfig.rounds, help="DAgger rounds (--tune distill)")
+    ap.add_argument("--finetune-steps", type=int, default=None, help="--tune dqn: fine-tuning steps (default steps/2)")
+    ap.add_argument("--model", type=Path, default=MODEL,
+                    help="checkpoint written / compiled (its spike-readout variant and cartpole_obs.npz beside it)")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--compile-only", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("sdqn_results.json"))
     args = ap.parse_args()
+    if args.distill_rounds < 1:
+        ap.error("--distill-rounds must be at least 1")
     torch.set_num_threads(1)
     MODEL = args.model
+    OBS = MODEL.with_name(OBS.name)                      # the recorded observations sit beside the model
     results = {}
     if not args.compile_only and (args.retrain or not MODEL.exists()):
-        results["train"] = train_model(args.seed, args.steps, args.lr, args.finetune_steps)
+        results["train"] = train_model(args.seed, args.steps, args.lr, args.finetune_steps, args.tune,
+                                       args.distill_rounds)
     results["compile"] = compile_all(args.samples)
     write_text(args.out, json.dumps(results, indent=1))
     log(f"-> {args.out}")

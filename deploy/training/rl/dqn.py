@@ -5,7 +5,8 @@ surrogate, Huber TD loss, Adam, a replay buffer, a periodically copied target ne
 epsilon-greedy exploration. Every ``eval_every`` steps the greedy policy plays
 ``eval_episodes`` episodes; a policy reaching ``solved`` there is checked on
 ``final_episodes`` episodes (CartPole-v1 is solved at an average of 475 over 100), and the
-best policy seen is kept.
+best policy seen is kept. Selection plays seeds ``eval_seed + i``, disjoint from the seeds of
+the reported evaluation (``EVAL_SEED``) and of training.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch.nn.functional as F
 
 from deploy.training.rl.sdqn import SDQN, scale_obs
 
-EVAL_SEED = 10_000   # evaluation episodes use seeds EVAL_SEED + i; training uses the run's seed
+EVAL_SEED = 10_000     # reported evaluations use seeds EVAL_SEED + i; training uses the run's seed
+SELECT_SEED = 50_000   # checkpoint selection during training plays seeds SELECT_SEED + i (disjoint)
 
 
 def make_env(name: str = "CartPole-v1"):
@@ -71,6 +73,7 @@ def evaluate(policy: Policy, episodes: int = 100, env_name: str = "CartPole-v1",
 class DQNConfig:
     steps: int = 100_000
     lr: float = 5e-4
+    lr_end: float | None = None   # the learning rate falls linearly to this over ``steps`` (None: constant)
     gamma: float = 0.99
     batch_size: int = 64
     buffer: int = 50_000
@@ -86,6 +89,7 @@ class DQNConfig:
     solved: float = 475.0
     grad_clip: float = 10.0
     seed: int = 0
+    eval_seed: int = SELECT_SEED
 
 
 @dataclass
@@ -149,14 +153,17 @@ def train(net: SDQN, cfg: DQNConfig = DQNConfig(), env_name: str = "CartPole-v1"
             obs, _ = env.reset(seed=cfg.seed + episode)
             x, episode_return = scale_obs(obs), 0.0
         if replay.n >= cfg.warmup and step % cfg.train_every == 0:
+            if cfg.lr_end is not None:
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr + (cfg.lr_end - cfg.lr) * step / cfg.steps
             _update(net, target, opt, replay, cfg)
         if step % cfg.target_every == 0:
             target.load_state_dict(net.state_dict())
         if step % cfg.eval_every == 0:
             net.eval()
-            score = float(np.mean(evaluate(greedy(net), cfg.eval_episodes, env_name)))
+            score = float(np.mean(evaluate(greedy(net), cfg.eval_episodes, env_name, cfg.eval_seed)))
             if score >= cfg.solved and cfg.final_episodes > cfg.eval_episodes:
-                score = float(np.mean(evaluate(greedy(net), cfg.final_episodes, env_name)))
+                score = float(np.mean(evaluate(greedy(net), cfg.final_episodes, env_name, cfg.eval_seed)))
             history.append({"step": step, "return": score, "eps": eps})
             if log:
                 log(f"step {step}: greedy return {score:.1f}")
