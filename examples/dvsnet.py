@@ -13,10 +13,16 @@ area, assumed-rate estimates), not for accuracy or for comparing targets.
 
 Trained models: ``examples/models/dvsnet.pt`` (float, ``python
 examples/train_dvsnet.py``) and ``examples/models/dvsnet_imc.pt`` (fitted to
-the 1-bit sense amplifiers layer by layer with ``deploy finetune
-examples/models/dvsnet.pt --target imc --data events --reconstruct 400
---reconstruct-samples 512 --epochs 0 --train-samples 512 --test-samples 128
---batch-size 16 --threads 2``); the README's imc / imc-adc ratios come from the latter::
+the 1-bit sense amplifiers layer by layer, then its last five layers trained jointly on
+the target's own spikes)::
+
+    deploy finetune examples/models/dvsnet.pt --target imc --data events --reconstruct 400 \
+        --reconstruct-samples 512 --epochs 0 --train-samples 512 --test-samples 128 \
+        --batch-size 16 --threads 2 -o out/dvsnet_imc_layerwise.pt
+    deploy finetune out/dvsnet_imc_layerwise.pt --target imc --data events --tail 5 --tail-epochs 25 \
+        --epochs 0 --train-samples 2048 --test-samples 128 --batch-size 16 --threads 2 -o out/dvsnet_imc.pt
+
+The README's imc / imc-adc ratios come from the latter::
 
     deploy compile examples/models/dvsnet_imc.pt --target imc --compare imc-adc --data events -o out/dvs
 """

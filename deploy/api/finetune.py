@@ -22,13 +22,26 @@ def limit_split(split, train_samples: int | None, test_samples: int | None):
                  split.x_test[:test_samples], split.y_test[:test_samples])
 
 
+def _prior(model: Any) -> dict[str, Any]:
+    """What a continued run started from: the checkpoint path and how it was retrained."""
+    from deploy.io import native
+
+    if not isinstance(model, (str, Path)) or not str(model).endswith(".pt"):
+        return {"model": type(model).__name__}
+    doc = native.read_checkpoint(model)            # already loaded once: readable
+    meta = dict(doc.get("meta") or {}) if isinstance(doc, dict) else {}
+    keep = ("trained_with", "dataset", "train_samples", "reconstruct", "reconstruct_samples", "tail_layers", "epochs",
+            "seed", "accuracy")
+    return {"model": str(model), **{k: meta[k] for k in keep if k in meta}}
+
+
 def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", epochs: int = 25,
              data: str = "digits", lr: float = 2e-3, progressive: bool = False, noise: bool = False,
              config: str | None = None, seed: int = 0, split_seed: int = 0, batch_size: int = 64,
              augment: int = 0, learn_scales: bool = True, trust_pickle: bool = False, weights: str | None = None,
              train_samples: int | None = None, test_samples: int | None = None,
              monitor_samples: int | None = None, match_rates: bool = False, reconstruct: int = 0,
-             reconstruct_samples: int = 64, dt: float | None = None,
+             reconstruct_samples: int = 64, tail: int = 0, tail_epochs: int = 15, dt: float | None = None,
              encoding: str | None = None, timesteps: int | None = None,
              threads: int = 1, progress: bool | None = None) -> tuple[Any, dict[str, Any]]:
     """Retrain ``model`` with the IMC target's partial-sum quantization in the forward pass.
@@ -80,17 +93,21 @@ def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", 
                          seed=seed, batch_size=batch_size, augment=augment, learn_scales=learn_scales,
                          progress=bars.enabled() if progress is None else progress,
                          monitor_samples=monitor_samples, match_rates_first=match_rates,
-                         reconstruct_iters=reconstruct, reconstruct_samples=reconstruct_samples)
+                         reconstruct_iters=reconstruct, reconstruct_samples=reconstruct_samples,
+                         tail_layers=tail, tail_epochs=tail_epochs)
     float_acc = evaluate(SpikingNet(graph), split.x_test, y_test, batch_size=batch_size)
     meta = {"finetuned_for": tgt.name, "trained_with": "deploy finetune",
             "test_accuracy": evaluate(SpikingNet(tuned), split.x_test, y_test, batch_size=batch_size),
             "train_samples": len(split.x_train), "test_samples": len(y_test),
             "history": history, "match_rates": match_rates, "reconstruct": reconstruct,
             "reconstruct_samples": min(reconstruct_samples, len(split.x_train)) if reconstruct else 0,
+            "tail_layers": tail, "tail_epochs": tail_epochs if tail else 0,
             "dataset": data, "epochs": epochs, "lr": lr, "progressive": progressive,
             "noise": noise, "seed": seed, "split_seed": split_seed, "augment": augment,
             "learn_scales": learn_scales,
             "accuracy": {"float": float_acc, "naive": on_target(graph), "retrained": on_target(tuned)}}
+    if tgt.retrained(graph) and not progressive:       # continued: the learned steps were kept
+        meta["init"] = _prior(model)
     if out is not None:
         native.save(tuned, out, meta=meta)
     return tuned, meta

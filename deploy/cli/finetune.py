@@ -32,7 +32,7 @@ def finetune_cmd(
     model: ModelArg,
     out: Annotated[Path, out_option("file", "retrained native checkpoint (.pt)")],
     target: Annotated[str, target_option("imc (1-bit SA) or imc-adc")] = "imc",
-    epochs: Annotated[int, int_option("--epochs", help="training epochs (0: --reconstruct alone)", min=0)] = 25,
+    epochs: Annotated[int, int_option("--epochs", help="training epochs (0: --reconstruct or --tail alone)", min=0)] = 25,
     data: Annotated[str, typer.Option(metavar="DATA", help="digits | mnist | events | a data file (.npz/.pt/.h5) with x, y, "
                                            "x_train, y_train")] = "digits",
     lr: Annotated[float, float_option("--lr", help="learning rate (Adam, cosine schedule)", min=0,
@@ -69,6 +69,11 @@ def finetune_cmd(
              "per layer (layer-wise reconstruction; deep networks on 1-bit sense amplifiers)")] = 0,
     reconstruct_samples: Annotated[int, count_option(
         "--reconstruct-samples", help="training samples the reconstruction fits on (memory grows with them)")] = 64,
+    tail: Annotated[int, int_option(
+        "--tail", min=0,
+        help="then train the last N synaptic layers jointly on the target's own spikes over the whole "
+             "training split, keeping the epoch with the best accuracy on its held-out last eighth")] = 0,
+    tail_epochs: Annotated[int, count_option("--tail-epochs", help="epochs of the --tail stage")] = 15,
     dt: DtOpt = None,
     encoding: EncodingOpt = None,
     timesteps: TimestepsOpt = None,
@@ -85,9 +90,10 @@ def finetune_cmd(
                        augment=augment, learn_scales=learn_scales, trust_pickle=trust_pickle, weights=weights,
                        train_samples=train_samples, test_samples=test_samples, monitor_samples=monitor_samples,
                        match_rates=match_rates, reconstruct=reconstruct,
-                       reconstruct_samples=reconstruct_samples, dt=dt, encoding=encoding, timesteps=timesteps, threads=threads)
+                       reconstruct_samples=reconstruct_samples, tail=tail, tail_epochs=tail_epochs, dt=dt, encoding=encoding, timesteps=timesteps, threads=threads)
     acc, name = meta["accuracy"], meta["finetuned_for"]
-    console.print(f"{data} test accuracy: float {acc['float']:.4f} | {name} naive {acc['naive']:.4f} | "
+    start = "before" if "init" in meta else "naive"          # a continued run starts from its learned steps
+    console.print(f"{data} test accuracy: float {acc['float']:.4f} | {name} {start} {acc['naive']:.4f} | "
                   f"{name} retrained {acc['retrained']:.4f} ({len(meta['history'])} epochs)", markup=False)
     written("retrained model", out)
 

@@ -13,6 +13,7 @@ with :func:`deploy.training.snn.fit`.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -50,6 +51,8 @@ class TrainableTarget(Protocol):
     def training_stages(self, epochs: int, progressive: bool) -> list[tuple[int, int]]: ...
 
     def export_trained(self, net: TrainableNet) -> ir.Graph: ...
+
+    def retrained(self, graph: ir.Graph) -> bool: ...
 
 
 @torch.no_grad()
@@ -193,12 +196,106 @@ def reconstruct(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, y: torc
     return records
 
 
+def _tail_nodes(graph: ir.Graph, layers: int) -> tuple[str, list[ir.Node]]:
+    """(the block's input, its nodes): from the ``layers``-th last synaptic layer to the output.
+    Raises :class:`DeployError` when the block takes another value from before it (a skip)."""
+    synapses = [i for i, node in enumerate(graph.nodes) if node.kind in ir.SYNAPSE_KINDS]
+    if not 1 <= layers <= len(synapses):
+        raise DeployError(f"--tail must be 1..{len(synapses)} (the synaptic layers of '{graph.name}'), got {layers}")
+    if any(node.recurrent for node in graph.nodes):
+        raise DeployError("--tail supports feed-forward networks only")
+    first = graph.nodes[synapses[-layers]]
+    block = graph.nodes[synapses[-layers]:]
+    inside = {first.inputs[0]} | {node.name for node in block}
+    outside = sorted({src for node in block for src in node.inputs} - inside)
+    if len(first.inputs) != 1 or outside:
+        raise DeployError(f"--tail {layers}: the block from '{first.name}' also reads "
+                          f"'{(outside or first.inputs)[0]}' from before it; choose a block with one input")
+    return first.inputs[0], block
+
+
+@torch.no_grad()
+def _values_at(net: SpikingNet, x: torch.Tensor, name: str, batch: int) -> torch.Tensor:
+    """The value ``name`` (T, N, ...) of ``net`` on inputs ``x``, ``batch`` samples at a time."""
+    parts = []
+    for i in range(0, len(x), batch):
+        values = {"input": net.encode(x[i:i + batch])}
+        for node in net.graph.nodes:
+            if name in values:
+                break
+            values[node.name] = net.apply(node, values)
+        parts.append(values[name])
+    return torch.cat(parts, 1)
+
+
+def fit_tail(net: SpikingNet, x: torch.Tensor, y: torch.Tensor, layers: int = 3, epochs: int = 15,
+             lr: float = 1e-3, batch_size: int = 32, held_out: float = 0.125, seed: int = 0,
+             progress: bool = False) -> dict[str, Any]:
+    """Train the last ``layers`` synaptic layers of ``net`` (the target's trainable forward)
+    jointly, by the readout's cross-entropy, on the spikes the target's own earlier layers
+    produce for ``x``; keep the epoch with the best accuracy on held-out samples.
+
+    The block's input is computed once for every sample (the earlier layers are fixed), so an
+    epoch costs the block's forward and backward alone and the block can see many more samples
+    than a whole-network pass or :func:`reconstruct` could afford. The last ``held_out`` of the
+    samples are not trained on: each epoch is scored on them and the best one (the starting
+    point counts as epoch 0) is kept. Returns the record: block layers, samples, per-epoch loss
+    and accuracies, the chosen epoch.
+    """
+    start, block = _tail_nodes(net.graph, layers)
+    net.eval()
+    n_val = max(1, int(round(len(x) * held_out)))
+    if len(x) - n_val < 1:
+        raise DeployError(f"--tail needs at least 2 training samples, got {len(x)}")
+    inp = _values_at(net, x, start, batch_size)
+    fit_x, fit_y, val_x, val_y = inp[:, :-n_val], y[:-n_val], inp[:, -n_val:], y[-n_val:]
+    modules = torch.nn.ModuleList(net.layers[node.name] for node in block)
+    params = [p for p in modules.parameters() if p.requires_grad]
+
+    def forward(v: torch.Tensor) -> torch.Tensor:
+        values = {start: v}
+        for node in block:
+            values[node.name] = net.apply(node, values)
+        return net.logits(values[block[-1].name])
+
+    @torch.no_grad()
+    def accuracy(v: torch.Tensor, labels: torch.Tensor) -> float:
+        hits = sum(int((forward(v[:, i:i + batch_size]).argmax(-1) == labels[i:i + batch_size]).sum())
+                   for i in range(0, v.shape[1], batch_size))
+        return hits / len(labels)
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(params, lr=lr)
+    best = (accuracy(val_x, val_y), 0, copy.deepcopy(modules.state_dict()))
+    history = [{"epoch": 0, "held_out_acc": best[0]}]
+    for epoch in progress_bar(range(1, epochs + 1), desc=f"tail ({layers} layers)", disable=not progress):
+        order, total, hits = torch.randperm(len(fit_y), generator=g), 0.0, 0
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            logits = forward(fit_x[:, idx])
+            loss = F.cross_entropy(logits, fit_y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            hits += int((logits.argmax(-1) == fit_y[idx]).sum())
+        acc = accuracy(val_x, val_y)
+        history.append({"epoch": epoch, "loss": round(total / len(order), 4),
+                        "train_acc": round(hits / len(order), 4), "held_out_acc": acc})
+        if acc > best[0]:
+            best = (acc, epoch, copy.deepcopy(modules.state_dict()))
+    modules.load_state_dict(best[2])
+    return {"layers": [node.name for node in block if node.kind in ir.SYNAPSE_KINDS], "samples": len(fit_y),
+            "held_out": n_val, "best_epoch": best[1], "held_out_acc": best[0], "history": history}
+
+
 def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int = 25, lr: float = 2e-3,
              progressive: bool = False, noise: bool = False, seed: int = 0, batch_size: int = 64,
              learn_steps: bool = True, calib_samples: int = 256, augment: int = 0, learn_scales: bool = True,
              progress: bool = False, monitor_samples: int | None = None,
              match_rates_first: bool = False, reconstruct_iters: int = 0,
-             reconstruct_samples: int = 64) -> tuple[ir.Graph, list[dict[str, Any]]]:
+             reconstruct_samples: int = 64, tail_layers: int = 0,
+             tail_epochs: int = 15) -> tuple[ir.Graph, list[dict[str, Any]]]:
     """Retrain ``graph`` through ``target``'s differentiable forward (its conversion in the loop).
 
     ``augment``: one-pixel shifted copies of every training image added to the
@@ -213,6 +310,10 @@ def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int
     the target's resolution, before training, fit every layer to the float one on the first
     ``reconstruct_samples`` training samples (:func:`reconstruct`, that many steps per layer;
     the records are in the returned graph's ``meta["reconstruction"]``); ``epochs`` may then be 0.
+    ``tail_layers``: then train the last that many synaptic layers jointly on the whole training
+    split for ``tail_epochs`` epochs, early-stopped on held-out training samples (:func:`fit_tail`;
+    record in ``meta["tail"]``). A ``graph`` already retrained for ``target`` keeps its learned
+    conversion steps (no calibration) unless the schedule is progressive.
 
     Returns the retrained graph (deployable on ``target``) and one history record
     per epoch (loss, train/test accuracy, conversion bits of the stage).
@@ -220,8 +321,10 @@ def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int
     if not isinstance(target, TrainableTarget):
         raise DeployError(f"finetune needs a target with a trainable forward (imc, imc-adc), "
                           f"got '{getattr(target, 'name', target)}'")
-    if epochs < (0 if reconstruct_iters else 1):
-        raise DeployError(f"--epochs must be >= 1 (or 0 with --reconstruct), got {epochs}")
+    if epochs < (0 if reconstruct_iters or tail_layers else 1):
+        raise DeployError(f"--epochs must be >= 1 (or 0 with --reconstruct or --tail), got {epochs}")
+    if tail_layers and tail_epochs < 1:
+        raise DeployError(f"--tail-epochs must be >= 1, got {tail_epochs}")
     train = augment_shifts(split, augment) if augment else split
     if monitor_samples is not None:
         train = Split(train.name, train.x_train, train.y_train, train.x_test[:monitor_samples],
@@ -232,23 +335,32 @@ def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int
     calib = fit_to_model(split.x_train[:n_calib], net.graph.input_shape, net.graph.encoding)
     history: list[dict[str, Any]] = []
     stages = target.training_stages(epochs, progressive)
+    keep_steps = len(stages) == 1 and target.retrained(graph)
     rebuilt: list[dict[str, Any]] = []
+    tail: dict[str, Any] = {}
     for stage, (bits, n_epochs) in enumerate(stages):
         net.set_resolution(bits)
         net.eval()
         with torch.no_grad():
-            net.calibrate(calib)
+            if not keep_steps:
+                net.calibrate(calib)
             if match_rates_first:
                 match_rates(net, SpikingNet(graph), calib)
-        if reconstruct_iters and stage == len(stages) - 1:
+        last = stage == len(stages) - 1
+        if reconstruct_iters and last:
             n = min(reconstruct_samples, len(split.x_train))
             rebuilt = reconstruct(net, SpikingNet(graph), fit_to_model(split.x_train[:n], graph.input_shape,
                                                                        graph.encoding),
                                   split.y_train[:n], iters=reconstruct_iters, seed=seed, progress=progress)
+        if tail_layers and last:
+            tail = fit_tail(net, fit_to_model(split.x_train, graph.input_shape, graph.encoding), split.y_train,
+                            layers=tail_layers, epochs=tail_epochs, seed=seed, progress=progress)
         for rec in fit(net, train, epochs=n_epochs, lr=lr, batch_size=batch_size, seed=seed + len(history),
                        progress=progress, eval_batch_size=batch_size):
             history.append({**rec, "epoch": len(history) + 1, "adc_bits": bits})
     tuned = target.export_trained(net)
     if rebuilt:
         tuned.meta["reconstruction"] = rebuilt
+    if tail:
+        tuned.meta["tail"] = tail
     return tuned, history

@@ -21,7 +21,7 @@ from hwmodels.base import Cost, Target, Violation
 from hwmodels.imc.config import ImcConfig, parse_options
 from hwmodels.imc.cost import CostModel
 from hwmodels.imc.crossbar import CrossbarNet
-from hwmodels.imc.mapping import ImcMapping, check_graph, map_graph
+from hwmodels.imc.mapping import ImcMapping, check_graph, learned_steps, map_graph
 from hwmodels.imc.nonideal import off_units
 from hwmodels.spec import Spec
 
@@ -94,6 +94,10 @@ class ImcTarget(Target):
         """The differentiable forward for hardware-aware retraining (:mod:`hwmodels.imc.trainable`)."""
         return CrossbarNet(self.map(graph), self.off_units, mode="train", noise=noise, learn_steps=learn_steps,
                            learn_scales=learn_scales)
+
+    def retrained(self, graph: ir.Graph) -> bool:
+        """Whether ``graph`` carries conversion steps learned for this configuration (retraining keeps them)."""
+        return bool(learned_steps(graph, self.config, self.adc)[0])
 
     def training_stages(self, epochs: int, progressive: bool) -> list[tuple[int, int]]:
         """[(conversion bits, epochs)] of a retraining run (:func:`hwmodels.imc.trainable.schedule`)."""

@@ -233,7 +233,7 @@ def full_input_counts(lm: LayerMap, node: ir.Node, digits: torch.Tensor) -> dict
     return {"row_activations": float(fan.sum()), "digit_sum": float(dig.sum())}
 
 
-def _learned_steps(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> tuple[dict[str, Any], list[str]]:
+def learned_steps(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> tuple[dict[str, Any], list[str]]:
     """Conversion steps and reference trims stored by hardware-aware retraining, when they
     match this configuration: {layer: {"steps": [...], "trims": [...] or None}}."""
     meta = graph.meta.get("imc")
@@ -264,7 +264,7 @@ def map_graph(graph: ir.Graph, cfg: ImcConfig, adc: bool) -> ImcMapping:
     quantized weights (``weight = code * weight_scale``) and their precision."""
     check_budget(estimate_bytes(graph, 0, target="imc"), f"mapping model '{graph.name}' on crossbars")
     shapes = graph.shapes()
-    learned, notes = _learned_steps(graph, cfg, adc)
+    learned, notes = learned_steps(graph, cfg, adc)
     deployed = graph.copy()
     layers = {}
     for node in deployed.synapses():
