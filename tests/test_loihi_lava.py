@@ -191,3 +191,45 @@ def test_target_lava_backend_gives_the_same_activity(shipped_graph, digits_split
     for name, la in ref_act.layers.items():
         assert la.spikes == lava_act.layers[name].spikes
         assert la.extra == pytest.approx(lava_act.layers[name].extra)
+
+
+def pool_conv(mode: str, size: int = 8) -> ir.Graph:
+    """An avg/sum pool in front of a conv; ``size`` odd: the pool drops the last row and column."""
+    rng = np.random.default_rng(5)
+    return ir.Graph((2, size, size), [
+        ir.Conv2d("c1", ["input"], weight=_w(rng, 4, 2, 3, 3, scale=0.9), bias=_w(rng, 4, scale=0.1), padding=1),
+        ir.LIF("l1", ["c1"], beta=0.85, threshold=1.0),
+        ir.Pool2d("p", ["l1"], mode=mode, kernel_size=2, stride=2),
+        ir.Conv2d("c2", ["p"], weight=_w(rng, 6, 2, 3, 3, scale=1.2 if mode == "avg" else 0.4),
+                  bias=_w(rng, 6, scale=0.1), padding=1, groups=2),
+        ir.LIF("l2", ["c2"], beta=0.9, threshold=0.8),
+        ir.Flatten("f", ["l2"]),
+        ir.Linear("fc", ["f"], weight=_w(rng, 5, 6 * (size // 2) ** 2, scale=0.8)),
+        ir.LIF("l3", ["fc"], beta=1.0, threshold=1.0),
+    ], timesteps=6, encoding="rate", name=f"poolconv_{mode}")
+
+
+@pytest.mark.parametrize("mode", ["avg", "sum"])
+def test_pool_then_conv_is_one_strided_conv_equal_to_the_dense_fold(mode):
+    """pool + conv lowers to one conv (kernel 6x6, stride 2, padding 2) whose dense matrix is the
+    one the generic path gets by probing pool and conv with unit inputs; on a map the pool does
+    not divide (7x7) the generic dense fold is kept."""
+    from hwmodels.loihi.lower import _chain_fn, _probe, lower
+
+    g = pool_conv(mode)
+    fc = [c for c in lower(g, "loihi").connections if c.nodes == ["p", "c2"]][0]
+    assert fc.kind == "conv" and fc.weight.shape == (6, 2, 6, 6) and fc.stride == (2, 2) and fc.padding == (2, 2)
+    chain = [g["p"], g["c2"]]
+    bias = _chain_fn(chain)(torch.zeros(1, 4, 8, 8, dtype=torch.float64)).reshape(-1).numpy()
+    np.testing.assert_allclose(fc.dense_matrix(), _probe(_chain_fn(chain), (4, 8, 8), (6, 4, 4), bias), atol=1e-12)
+    np.testing.assert_allclose(fc.bias, bias, atol=1e-12)
+    odd = [c for c in lower(pool_conv(mode, 7), "loihi").connections if c.nodes == ["p", "c2"]][0]
+    assert odd.kind == "dense"
+
+
+def test_pool_then_conv_agrees_with_lava():
+    g = pool_conv("avg")
+    x = torch.rand(2, 2, 8, 8, generator=torch.Generator().manual_seed(4))
+    net, ref = _agree(g, x, seed=4)
+    assert [c.kind for c in net.connections] == ["conv", "conv", "dense"]
+    assert int(ref["l2"].sum()) > 0 and int(ref["l3"].sum()) > 0

@@ -110,3 +110,14 @@ def test_network_too_large_for_the_allowed_chips():
         Loihi1Target(options={"chips": 1}).map(g)
     pl = Loihi1Target(options={"chips": 2}).map(g).placement
     assert pl.chips == 2 and pl.coords[128].tolist() == [8, 0]   # second chip continues east-west
+
+
+def test_distinct_equals_numpy_unique_on_both_paths():
+    """The bitmap path (dense key space) and the sorting path (sparse) both return np.unique's answer."""
+    from hwmodels.loihi.partition import distinct
+
+    rng = np.random.default_rng(0)
+    dense = rng.integers(0, 5000, 20000)
+    sparse = rng.integers(0, 1 << 40, 3000)
+    for keys, space in ((dense, 5000), (sparse, 1 << 40), (dense[:0], 10)):
+        np.testing.assert_array_equal(distinct(keys, space), np.unique(keys))

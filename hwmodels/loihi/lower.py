@@ -6,7 +6,8 @@ previous population or the network input; each such path is one connection.
 An ``add`` in front of a LIF sums several paths into the same ``a_in`` (the
 identity shortcut of a residual block is a path with no node: an identity
 matrix). A path that is exactly one conv2d stays a convolution; any other
-path is folded into one dense matrix by probing it with unit inputs.
+path is folded into one dense matrix by probing it with unit inputs, except a
+non-overlapping avg/sum pool followed by a conv, which becomes one strided conv.
 A path read as a recurrent input (the previous step's spikes, see
 :mod:`deploy.core.ir`) is a dense connection marked ``recurrent``; Loihi runs a
 population's recurrent connection to itself (a Dense from its ``s_out`` back to
@@ -174,6 +175,12 @@ def _connect(chain: list[ir.Node], source: str, target: str, owner: str,
         return FloatConnection(owner, names, source, target, "conv", np.asarray(c.weight, np.float64), bias,
                                in_shape, out_shape, c.stride, c.padding, c.dilation, c.groups,
                                c.precision.get("weight"), c.weight_scale)
+    folded = _pool_conv(chain, shapes)
+    if folded is not None:
+        weight, bias, stride, padding, scale = folded
+        c = chain[1]
+        return FloatConnection(owner, names, source, target, "conv", weight, bias, in_shape, out_shape, stride,
+                               padding, (1, 1), c.groups, c.precision.get("weight"), scale)
     syn = [n for n in chain if n.kind in ir.SYNAPSE_KINDS]
     if [n.kind for n in chain] in (["linear"], ["flatten", "linear"]):
         lin = chain[-1]
@@ -192,6 +199,28 @@ def _connect(chain: list[ir.Node], source: str, target: str, owner: str,
     precision = syn[0].precision.get("weight") if len(syn) == 1 else None
     return FloatConnection(owner, names, source, target, "dense", weight, bias, in_shape, out_shape,
                            precision=precision)
+
+
+def _pool_conv(chain: list[ir.Node], shapes: dict[str, tuple[int, ...]]):
+    """A non-overlapping avg/sum pool followed by a conv, as one strided conv on the unpooled map:
+    ``conv(avgpool_k(x), W, stride s, pad p) = conv(x, W', stride k*s, pad k*p)`` with every tap of
+    ``W`` spread over a k x k block, divided by k*k for avg. Exact when the map divides into whole
+    pooling windows (otherwise the padded conv would read the rows the pool drops). Returns (weight,
+    bias map, stride, padding, weight scale) or None when it does not apply."""
+    if [n.kind for n in chain] != ["pool2d", "conv2d"]:
+        return None
+    pool, conv = chain
+    _, h, w = shapes[pool.inputs[0]]
+    if (pool.mode not in ("avg", "sum") or pool.kernel_size != pool.stride or pool.padding != (0, 0)
+            or conv.dilation != (1, 1) or h % pool.stride[0] or w % pool.stride[1]):
+        return None
+    kh, kw = pool.kernel_size
+    div = kh * kw if pool.mode == "avg" else 1
+    weight = np.repeat(np.repeat(np.asarray(conv.weight, np.float64), kh, axis=2), kw, axis=3) / div
+    scale = None if conv.weight_scale is None else np.asarray(conv.weight_scale, np.float64) / div
+    stride = (conv.stride[0] * kh, conv.stride[1] * kw)
+    padding = (conv.padding[0] * kh, conv.padding[1] * kw)
+    return weight, _bias_map(conv, shapes[conv.name]), stride, padding, scale
 
 
 def _bias_map(conv: ir.Conv2d, out_shape: tuple[int, ...]) -> np.ndarray:

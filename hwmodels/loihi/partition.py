@@ -112,6 +112,16 @@ def place(net: LoihiNetwork, lim: Limits) -> Placement:
     return placement
 
 
+def distinct(keys: np.ndarray, space: int) -> np.ndarray:
+    """``np.unique(keys)`` for non-negative integer keys below ``space``: marked in a bitmap and read
+    back in order (linear time) when the key space is not much larger than the keys, sorted otherwise."""
+    if space <= max(8 * len(keys), 1 << 22) and space <= 1 << 32:
+        seen = np.zeros(space, dtype=bool)
+        seen[keys] = True
+        return np.flatnonzero(seen)
+    return np.unique(keys)
+
+
 def conn_key(c: Connection) -> str:
     """Unique key of a connection: owner node and target population."""
     return c.name + "->" + c.target
@@ -135,7 +145,8 @@ def _block_size(net: LoihiNetwork, name: str, pairs: dict, offsets: dict, lim: L
         mem = np.bincount(chunk, weights=bits).max() / 8
         if len(src) == 0:
             return mem, 0
-        uniq = np.unique((dst // k) * (src.max() + 1) + src)
+        n = int(src.max()) + 1
+        uniq = distinct((dst // k) * n + src, (size // k + 1) * n)
         axons = np.bincount(uniq // (src.max() + 1)).max()
         return mem, int(axons)
 
@@ -179,10 +190,11 @@ def _assign(net: LoihiNetwork, block: dict[str, int], pairs: dict, lim: Limits) 
         pl.synapses[conn_key(c)] = int(len(src))
         dcore = core_of[c.target][dst]
         syn_bytes += np.bincount(dcore, minlength=next_core) * c.num_weight_bits / 8
-        dest.setdefault(c.source, []).append(np.stack([src, dcore]))
+        dest.setdefault(c.source, []).append(src * next_core + dcore)   # (source neuron, core) as one key
     for source, lists in dest.items():
         n_src = int(np.prod(net.shape_of(source)))
-        sd = np.unique(np.concatenate(lists, axis=1), axis=1)          # distinct (source neuron, core)
+        key = distinct(np.concatenate(lists), n_src * next_core)        # distinct (source neuron, core)
+        sd = (key // next_core, key % next_core)
         in_axons += np.bincount(sd[1], minlength=next_core)             # one axon per source neuron and core
         pl.messages[source] = np.bincount(sd[0], minlength=n_src).astype(np.float64)
         if source == INPUT:   # injected by the host next to its cores: no mesh hops counted

@@ -23,15 +23,17 @@ CHANNELS = (64, 64, 128, 128, 256, 256)
 
 
 def vgg_cifar(timesteps: int = 8, beta: float = 0.9, threshold: float = 1.0, classes: int = 10,
-              hidden: int = 256, channels: tuple[int, ...] = CHANNELS, size: int = 32) -> dict[str, Any]:
-    """The ``build()`` spec: (3, size, size) images over ``timesteps`` steps."""
+              hidden: int = 256, channels: tuple[int, ...] = CHANNELS, size: int = 32,
+              pool: str = "max") -> dict[str, Any]:
+    """The ``build()`` spec: (3, size, size) images over ``timesteps`` steps. ``pool="avg"``: average
+    pooling, which Loihi runs (folded into the next convolution) and max pooling it cannot."""
     layers: list[dict[str, Any]] = []
     for i, ch in enumerate(channels, start=1):
         layers.append({"type": "conv2d", "out_channels": int(ch), "kernel_size": 3, "padding": 1,
                        "name": f"conv{i}"})
         layers.append({"type": "lif", "beta": beta, "threshold": threshold, "name": f"lif{i}"})
         if i % 2 == 0:
-            layers.append({"type": "pool2d", "mode": "max", "kernel_size": 2, "stride": 2, "name": f"pool{i // 2}"})
+            layers.append({"type": "pool2d", "mode": pool, "kernel_size": 2, "stride": 2, "name": f"pool{i // 2}"})
     layers += [{"type": "flatten", "name": "flatten"},
                {"type": "linear", "out_features": int(hidden), "name": "fc1"},
                {"type": "lif", "beta": beta, "threshold": threshold, "name": "lif_fc1"},
