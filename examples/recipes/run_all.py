@@ -27,6 +27,7 @@ import torch
 
 from deploy.core import data as datasets
 from deploy.core.data import Split
+from deploy.core.errors import TargetError
 from deploy.core.net import SpikingNet
 from deploy.pipeline import compile as run_compile
 from deploy.training import ann as annlib
@@ -57,7 +58,11 @@ def deployed(graph, split: Split, samples: int, imc_epochs: int, seed: int) -> d
     x, y = split.x_test[:samples], split.y_test[:samples]
     out: dict[str, Any] = {}
     for target in ("digital", "loihi"):
-        rep = run_compile(graph, target=target, data=(x, y), seed=seed)
+        try:
+            rep = run_compile(graph, target=target, data=(x, y), seed=seed)
+        except TargetError as exc:              # the target cannot run this model: say why, keep the run
+            out[target] = {"refused": str(exc).splitlines()[0]}
+            continue
         out[target] = {"accuracy": rep.accuracy.deployed, "energy_j": rep.totals.energy_j,
                        "synops": rep.totals.synops}
     imc = hwmodels.get_target("imc")
@@ -175,7 +180,9 @@ def table(names: list[str]) -> str:
                      comparison(recipe, rows)]
             for target in ("digital", "imc", "loihi"):
                 d = [r["deployed"][target] for r in rows]
-                cells.append(f"{mean_std([v['accuracy'] for v in d])} / {energy([v['energy_j'] for v in d])}")
+                refused = next((v["refused"] for v in d if "refused" in v), None)
+                cells.append(f"refused: {refused}" if refused else
+                             f"{mean_std([v['accuracy'] for v in d])} / {energy([v['energy_j'] for v in d])}")
             cells.append(str(len(rows)))
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
