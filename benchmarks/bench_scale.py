@@ -9,7 +9,8 @@ Workloads: DVSNet (64x64x2 events, eleven 32-channel convolutions, T = 5; synthe
 streams; the shipped trained checkpoints, live on the target measured: ``dvsnet.pt`` on
 digital, ``dvsnet_imc.pt`` on the IMC targets, random weights with balanced thresholds when
 they are missing) and the CIFAR-10-shaped spiking VGG
-(:mod:`deploy.training.arch.vgg`, T = 8, synthetic images). Every (workload, target, samples) runs
+(:mod:`deploy.training.arch.vgg`, T = 8, synthetic images; on the IMC targets its thresholds
+rate-matched on the crossbar so that it is live there, :func:`bench_growth.build`). Every (workload, target, samples) runs
 in a fresh process, so its peak RSS is that compile's own; times are CPU seconds of one
 torch thread (robust to other jobs on the machine; the compile's wall time is kept too). In it, ``deploy.compile`` runs
 with default settings (batch size from the memory budget, float reference on), then, on the
@@ -65,6 +66,15 @@ def shipped(name: str, target: str) -> Path | None:
         return None
     path = ROOT / "examples" / "models" / ("dvsnet_imc.pt" if target.startswith("imc") else "dvsnet.pt")
     return path if path.exists() else None
+
+
+def live_vgg(folder: Path, name: str, target: str) -> Path | None:
+    """The VGG rate-matched on an IMC target, live there (:func:`bench_growth.build`)."""
+    if name != "vgg_cifar" or not target.startswith("imc"):
+        return None
+    from bench_growth import build
+
+    return build(folder / f"{name}_{target}.pt", target)
 
 
 def inputs(name: str, graph, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +179,7 @@ def main() -> None:
             path = Path(tmp) / f"{name}.pt"
             build_workload(name, path)
             for target in args.targets:
-                model = shipped(name, target) or path
+                model = shipped(name, target) or live_vgg(Path(tmp), name, target) or path
                 for n in counts:
                     rows.append(run_one(name, model, target, n))
                     print(json.dumps(rows[-1]), flush=True)
