@@ -116,6 +116,11 @@ def checkpoint_meta(*keys: str, scale: float = 100.0) -> Callable[[Path], float]
     return read
 
 
+def results_json(name: str, key: str) -> Callable[[Path], float]:
+    """A number in a JSON file an example script writes into ``{out}``."""
+    return lambda out: float(json.loads((out / name).read_text())[key])
+
+
 def byo(*keys: str, scale: float = 100.0) -> Callable[[Path], float]:
     """A number in a bring-your-own-model script's ``results.json``."""
 
@@ -155,6 +160,7 @@ RUNS = [
         output="dir"),
     Run("byo-norse", "python examples/bring_your_own/norse_nir.py --targets digital,loihi --no-finetune --out {out}",
         quick=False, output="dir"),
+    Run("cartpole", "python examples/sdqn_cartpole.py --returns-only --out {out}/returns.json", output="dir"),
     Run("finetune", "deploy finetune examples/models/digits_snn.pt --target imc --epochs 25 --lr 2e-3 "
                     "-o {out}/model.pt", quick=False, output="dir"),
 ]
@@ -187,6 +193,10 @@ CLAIMS = [
           abs_tol=0.05),
     Claim("dvsnet-imc", "live DVSNet: energy imc-adc / imc", 5.37, ratio("energy"), unit="x", abs_tol=0.005),
     Claim("dvsnet-imc", "live DVSNet: latency imc-adc / imc", 16.0, ratio("latency"), unit="x", abs_tol=0.05),
+    Claim("cartpole", "PL-SDQN deployable graph: return over 100 episodes (README: spiking DQN)", 488.7,
+          results_json("returns.json", "return_ir_float_100"), unit="", abs_tol=0.05),
+    Claim("cartpole", "its spike-readout variant (Loihi): return over 100 episodes", 485.7,
+          results_json("returns.json", "return_spike_readout_100"), unit="", abs_tol=0.05),
     Claim("bntt", "BNTT family (README: Model families)", 98.06, acc("reference"), abs_tol=0.005),
     Claim("resnet", "residual family (README: Model families)", 97.78, acc("reference"), abs_tol=0.005),
     Claim("one-step", "one-timestep family (README: Model families)", 96.39, acc("reference"), abs_tol=0.005),

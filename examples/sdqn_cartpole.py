@@ -15,6 +15,7 @@ Stages (each skipped when its output exists, unless ``--retrain``):
 
     python examples/sdqn_cartpole.py --seed 1 --lr 5e-4 --steps 10000 --retrain   # the shipped model, ~3 min
     python examples/sdqn_cartpole.py --compile-only   # stage 3 on the shipped model
+    python examples/sdqn_cartpole.py --returns-only --out r.json   # the 100-episode returns alone
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ def _policy(graph):
         with torch.no_grad():
             return net.logits(net(x)).argmax(-1)
     return act
+
+
+def returns() -> dict:
+    """Average return over the 100 reported episodes of the shipped checkpoint and its spike-readout variant."""
+    from deploy.io import native
+
+    spiking = MODEL.with_name(MODEL.stem + "_spike_readout.pt")
+    return {"return_ir_float_100": float(np.mean(dqn.evaluate(_policy(native.load(MODEL)), 100))),
+            "return_spike_readout_100": float(np.mean(dqn.evaluate(_policy(native.load(spiking)), 100)))}
 
 
 def compile_all(samples: int) -> dict:
@@ -120,6 +130,7 @@ def main() -> None:
                     help="checkpoint written / compiled (its spike-readout variant and cartpole_obs.npz beside it)")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--compile-only", action="store_true")
+    ap.add_argument("--returns-only", action="store_true", help="only the 100-episode returns of the checkpoints")
     ap.add_argument("--out", type=Path, default=Path("sdqn_results.json"))
     args = ap.parse_args()
     if args.distill_rounds < 1:
@@ -128,6 +139,11 @@ def main() -> None:
     MODEL = args.model
     OBS = MODEL.with_name(OBS.name)                      # the recorded observations sit beside the model
     results = {}
+    if args.returns_only:
+        results = returns()
+        write_text(args.out, json.dumps(results, indent=1))
+        log(f"{results} -> {args.out}")
+        return
     if not args.compile_only and (args.retrain or not MODEL.exists()):
         results["train"] = train_model(args.seed, args.steps, args.lr, args.finetune_steps, args.tune,
                                        args.distill_rounds)
