@@ -82,15 +82,23 @@ def match_rates(net: SpikingNet, reference: SpikingNet, x: torch.Tensor, iters: 
     differs from the float layer's; the difference compounds over depth until deep layers and
     the output fall silent, where the surrogate gradient is too weak to recover them. Returns
     the factor applied to each layer's threshold.
+
+    One pass through ``net``, node by node: each LIF layer is matched on the current its
+    (already matched) layers before produce, then run. A network with recurrent inputs runs
+    step by step, so it is rerun whole after each layer instead.
     """
     _, ref = reference.run(x, record=True)
     factors = {}
+    walk = not any(node.recurrent for node in net.graph.nodes)
+    values = {"input": net.encode(x)} if walk else {}
     for node in net.graph.nodes:
         want = float(ref[node.name].mean()) if node.kind == "lif" else 0.0
-        if node.kind != "lif" or want <= 0:
-            continue
-        _, values = net.run(x, record=True)
-        factors[node.name] = _match_rate(net.layers[node.name], values[node.inputs[0]], want, iters)
+        if node.kind == "lif" and want > 0:
+            if not walk:
+                _, values = net.run(x, record=True)
+            factors[node.name] = _match_rate(net.layers[node.name], values[node.inputs[0]], want, iters)
+        if walk:
+            values[node.name] = net.apply(node, values)
     return factors
 
 
