@@ -197,6 +197,8 @@ CLAIMS = [
           results_json("returns.json", "return_ir_float_100"), unit="", abs_tol=0.05),
     Claim("cartpole", "its spike-readout variant (Loihi): return over 100 episodes", 485.7,
           results_json("returns.json", "return_spike_readout_100"), unit="", abs_tol=0.05),
+    Claim("cartpole", "the policy distilled for imc: return over 100 episodes on the imc simulator", 467.7,
+          results_json("returns.json", "return_imc_100"), unit="", abs_tol=0.05),
     Claim("bntt", "BNTT family (README: Model families)", 98.06, acc("reference"), abs_tol=0.005),
     Claim("resnet", "residual family (README: Model families)", 97.78, acc("reference"), abs_tol=0.005),
     Claim("one-step", "one-timestep family (README: Model families)", 96.39, acc("reference"), abs_tol=0.005),

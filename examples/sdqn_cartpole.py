@@ -11,11 +11,14 @@ Stages (each skipped when its output exists, unless ``--retrain``):
    ``--tune dqn``: DQN fine-tuning); write the frozen form as a native checkpoint (plain LIF
    layers);
 3. record the greedy policy's observations (``obs.npz``: ``x`` = network inputs, ``y`` =
-   actions) and run ``deploy.compile`` on each target with ``data=None`` and with obs.npz.
+   actions) and run ``deploy.compile`` on each target with ``data=None`` and with obs.npz;
+4. with ``--imc``: distill the deployable policy into its form on the 1-bit crossbar
+   (:func:`distill_imc`), written as ``cartpole_pl_sdqn_imc.pt``.
 
     python examples/sdqn_cartpole.py --seed 1 --lr 5e-4 --steps 10000 --retrain   # the shipped model, ~3 min
     python examples/sdqn_cartpole.py --compile-only   # stage 3 on the shipped model
     python examples/sdqn_cartpole.py --returns-only --out r.json   # the 100-episode returns alone
+    python examples/sdqn_cartpole.py --compile-only --imc   # + stage 4: the policy distilled for imc
 """
 
 from __future__ import annotations
@@ -70,8 +73,21 @@ def returns() -> dict:
     from deploy.io import native
 
     spiking = MODEL.with_name(MODEL.stem + "_spike_readout.pt")
-    return {"return_ir_float_100": float(np.mean(dqn.evaluate(_policy(native.load(MODEL)), 100))),
-            "return_spike_readout_100": float(np.mean(dqn.evaluate(_policy(native.load(spiking)), 100)))}
+    out = {"return_ir_float_100": float(np.mean(dqn.evaluate(_policy(native.load(MODEL)), 100))),
+           "return_spike_readout_100": float(np.mean(dqn.evaluate(_policy(native.load(spiking)), 100)))}
+    imc = MODEL.with_name(MODEL.stem + "_imc.pt")
+    if imc.exists():
+        out["return_imc_100"] = float(np.mean(imc_returns(native.load(imc))))
+    return out
+
+
+def imc_returns(graph) -> list[float]:
+    """Returns of the 100 reported episodes played by ``graph`` on the ``imc`` simulator."""
+    from deploy.training.rl.distill import NetQ
+    from hwmodels.imc import ImcTarget
+
+    tgt = ImcTarget()
+    return dqn.evaluate(dqn.greedy(NetQ(tgt.network(tgt.map(graph)), 2)), 100)
 
 
 def compile_all(samples: int) -> dict:
@@ -115,6 +131,51 @@ def compile_all(samples: int) -> dict:
     return rows
 
 
+def distill_imc(rounds: int, updates: int, lr: float) -> dict:
+    """Stage 4: the deployable policy distilled into its ``imc`` form. The float graph is the
+    teacher; the student is the graph on the 1-bit crossbar (the target's trainable forward,
+    conversion steps calibrated on the teacher's states), trained by DAgger policy distillation
+    and kept by its greedy return on the selection seeds; written beside MODEL as ``*_imc.pt``,
+    its return measured on the ``imc`` simulator itself over the 100 reported episodes."""
+    from deploy.core.net import SpikingNet
+    from deploy.io import native
+    from deploy.pipeline import compile as deploy_compile
+    from deploy.training.rl.distill import DistillConfig, NetQ, distill
+    from hwmodels.imc import ImcTarget
+
+    graph = native.load(MODEL)
+    float_net = SpikingNet(graph).eval()
+
+    def teacher(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return float_net.logits(float_net(x))
+
+    tgt = ImcTarget()
+    net = tgt.trainable(graph, noise=False, learn_steps=True, learn_scales=True)
+    net.set_resolution(tgt.config.adc_bits)
+    net.eval()
+    seen: list[np.ndarray] = []
+    dqn.evaluate(lambda x: teacher(x).argmax(-1), 5, seed=60_000, record=seen)   # calibration states
+    with torch.no_grad():
+        net.calibrate(torch.from_numpy(np.stack(seen)))
+    naive = float(np.mean(imc_returns(graph)))
+    res = distill(teacher, NetQ(net, 2), DistillConfig(rounds=rounds, updates=updates, lr=lr), log=log)
+    tuned = tgt.export_trained(net)
+    returns = imc_returns(tuned)
+    info = {"imc_return_naive_100": naive, "imc_return_100": float(np.mean(returns)),
+            "imc_return_min": float(np.min(returns)), "selection_return": res.best_return,
+            "distill": {"rounds": rounds, "updates": updates, "lr": lr, "states": res.states}}
+    path = MODEL.with_name(MODEL.stem + "_imc.pt")
+    doc_meta = native.read_checkpoint(MODEL).get("meta", {})
+    native.save(tuned, path, meta={**doc_meta, "finetuned_for": "imc", "imc_distillation": info})
+    rep = deploy_compile(str(path), target="imc", data=str(OBS))
+    info["compile"] = {"energy_j": rep.totals.energy_j, "latency_s": rep.totals.latency_s,
+                       "spikes": rep.totals.spikes, "action_agreement": rep.accuracy.deployed}
+    log(f"imc: return {naive:.1f} naive -> {info['imc_return_100']:.1f} distilled (100 episodes on the imc "
+        f"simulator); {info['compile']} -> {path}")
+    return info
+
+
 def main() -> None:
     global MODEL, OBS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -131,6 +192,10 @@ def main() -> None:
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--compile-only", action="store_true")
     ap.add_argument("--returns-only", action="store_true", help="only the 100-episode returns of the checkpoints")
+    ap.add_argument("--imc", action="store_true", help="stage 4: distill the deployable policy into its imc form")
+    ap.add_argument("--imc-rounds", type=int, default=8, help="--imc: DAgger rounds")
+    ap.add_argument("--imc-updates", type=int, default=400, help="--imc: gradient steps per round")
+    ap.add_argument("--imc-lr", type=float, default=1e-4, help="--imc: learning rate")
     ap.add_argument("--out", type=Path, default=Path("sdqn_results.json"))
     args = ap.parse_args()
     if args.distill_rounds < 1:
@@ -148,6 +213,8 @@ def main() -> None:
         results["train"] = train_model(args.seed, args.steps, args.lr, args.finetune_steps, args.tune,
                                        args.distill_rounds)
     results["compile"] = compile_all(args.samples)
+    if args.imc:
+        results["imc"] = distill_imc(args.imc_rounds, args.imc_updates, args.imc_lr)
     write_text(args.out, json.dumps(results, indent=1))
     log(f"-> {args.out}")
 

@@ -100,3 +100,24 @@ def test_recipe_tune_option(monkeypatch):
     assert calls == [("layer", "frozen", 1)]               # teacher in the layer form, student frozen
     assert info["tune"] == "distill" and info["distill"]["rounds"] == 1
     assert net.neurons[0].mode == "frozen"
+
+
+def test_a_graph_form_student_learns_the_teacher_policy():
+    """NetQ: the student is a network of the graph form (as a target's trainable forward is),
+    its Q-values the readout's logits; DAgger teaches it the controller's actions too."""
+    pytest.importorskip("gymnasium")
+    from deploy.training.rl.distill import NetQ
+
+    torch.set_num_threads(1)
+    held: list[np.ndarray] = []
+    dqn.evaluate(lambda x: _controller(x).argmax(-1), 3, seed=77_000, record=held)
+    x = torch.from_numpy(np.stack(held))
+    q = _controller(x)
+    x = x[(q[:, 1] - q[:, 0]).abs() > 0.05]
+    student = NetQ(SpikingNet(to_graph(_frozen_student())), actions=2)
+    assert torch.allclose(student(x[:8]), _frozen_student()(x[:8]), atol=1e-5)   # same Q as the SDQN
+    before = agreement(student, _controller, x)
+    cfg = DistillConfig(rounds=2, episodes=2, updates=150, batch_size=64, lr=3e-3, tau=0.01,
+                        eval_episodes=2, final_episodes=0, seed=0)
+    res = distill(_controller, student, cfg)
+    assert res.net is student and before < 0.75 < 0.9 < agreement(student, _controller, x)

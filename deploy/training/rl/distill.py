@@ -13,7 +13,9 @@ kept, and the run stops once one is confirmed at the solved return.
 
 The student is an :class:`~deploy.training.rl.sdqn.SDQN` in the frozen PBLN mode, i.e. plain
 LIF layers with one threshold per neuron, which :func:`~deploy.training.rl.sdqn.to_graph`
-writes exactly; the teacher is any network from inputs to Q-values (the layer-PBLN net).
+writes exactly, or a :class:`NetQ`: any network of the graph form, e.g. a target's trainable
+forward (the 1-bit crossbar of ``imc``), learning the deployable graph's policy on the target.
+The teacher is any network from inputs to Q-values (the layer-PBLN net, or the float graph).
 """
 
 from __future__ import annotations
@@ -52,9 +54,21 @@ class DistillConfig:
     seed: int = 0
 
 
+class NetQ(torch.nn.Module):
+    """A student from a graph-form network (a :class:`~deploy.core.net.SpikingNet` or a target's
+    trainable forward): Q-values = its readout's logits (the LI readout's mean membrane)."""
+
+    def __init__(self, net: torch.nn.Module, actions: int):
+        super().__init__()
+        self.net, self.actions = net, int(actions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.logits(self.net(x))
+
+
 @dataclass
 class DistillResult:
-    net: SDQN
+    net: SDQN | NetQ
     best_return: float          # selection return of the kept student
     states: int                 # states gathered over all rounds
     history: list[dict[str, float]] = field(default_factory=list)
@@ -86,7 +100,7 @@ def _noisy(policy: dqn.Policy, actions: int, explore: float, gen: torch.Generato
     return act
 
 
-def _select_score(student: SDQN, cfg: DistillConfig, env_name: str) -> float:
+def _select_score(student: SDQN | NetQ, cfg: DistillConfig, env_name: str) -> float:
     """Average greedy return on the selection seeds; a score reaching ``solved`` is confirmed on
     ``final_episodes`` episodes."""
     score = float(np.mean(dqn.evaluate(dqn.greedy(student), cfg.eval_episodes, env_name, dqn.SELECT_SEED)))
@@ -95,7 +109,7 @@ def _select_score(student: SDQN, cfg: DistillConfig, env_name: str) -> float:
     return score
 
 
-def distill(teacher: QFunction, student: SDQN, cfg: DistillConfig = DistillConfig(),
+def distill(teacher: QFunction, student: SDQN | NetQ, cfg: DistillConfig = DistillConfig(),
             env_name: str = "CartPole-v1", log: Callable[[str], None] | None = None) -> DistillResult:
     """DAgger policy distillation of ``teacher`` into ``student`` (trained in its PBLN mode as set);
     returns the student with the best selection return seen."""
