@@ -125,6 +125,8 @@ def build(path: Path, target: str, pool: str = "max") -> Path:
 
 
 def main() -> None:
+    from bench_scale import output_dir
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", nargs="+", default=["digital", "imc"])
     ap.add_argument("--samples", nargs="+", type=int, default=[100, 300, 1000])
@@ -132,8 +134,7 @@ def main() -> None:
                     help="VGG pooling (loihi cannot max-pool; with avg it refuses the VGG for its fan-in)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for target in args.targets:

@@ -86,6 +86,13 @@ def inputs(name: str, graph, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vgg.synthetic_inputs(n, seed=1)
 
 
+def output_dir(path: str) -> Path:
+    """The folder the results go to, created if missing."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def _timed(fn) -> tuple[object, float]:
     """``fn()`` and the CPU time it took (one torch thread: CPU time is the work done, whatever
     else shares the machine; the wall time of the compile is recorded apart)."""
@@ -169,8 +176,7 @@ def main() -> None:
     ap.add_argument("--lava-samples", type=int, default=10, help="samples through Lava per network (0: skip)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, counts in (("dvsnet", args.dvs_samples), ("vgg_cifar", args.vgg_samples)):
