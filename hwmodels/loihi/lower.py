@@ -19,7 +19,7 @@ earlier population, not feedback from a later one. Floats only;
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -169,18 +169,12 @@ def _connect(chain: list[ir.Node], source: str, target: str, owner: str,
     in_shape = shapes[source]
     out_shape = shapes[chain[-1].name] if chain else in_shape
     names = [n.name for n in chain]
-    if len(chain) == 1 and isinstance(chain[0], ir.Conv2d):
-        c = chain[0]
+    c = chain[0] if len(chain) == 1 and isinstance(chain[0], ir.Conv2d) else _pool_conv(chain, shapes)
+    if c is not None:
         bias = _bias_map(c, out_shape)
         return FloatConnection(owner, names, source, target, "conv", np.asarray(c.weight, np.float64), bias,
                                in_shape, out_shape, c.stride, c.padding, c.dilation, c.groups,
                                c.precision.get("weight"), c.weight_scale)
-    folded = _pool_conv(chain, shapes)
-    if folded is not None:
-        weight, bias, stride, padding, scale = folded
-        c = chain[1]
-        return FloatConnection(owner, names, source, target, "conv", weight, bias, in_shape, out_shape, stride,
-                               padding, (1, 1), c.groups, c.precision.get("weight"), scale)
     syn = [n for n in chain if n.kind in ir.SYNAPSE_KINDS]
     if [n.kind for n in chain] in (["linear"], ["flatten", "linear"]):
         lin = chain[-1]
@@ -201,12 +195,12 @@ def _connect(chain: list[ir.Node], source: str, target: str, owner: str,
                            precision=precision)
 
 
-def _pool_conv(chain: list[ir.Node], shapes: dict[str, tuple[int, ...]]):
-    """A non-overlapping avg/sum pool followed by a conv, as one strided conv on the unpooled map:
-    ``conv(avgpool_k(x), W, stride s, pad p) = conv(x, W', stride k*s, pad k*p)`` with every tap of
-    ``W`` spread over a k x k block, divided by k*k for avg. Exact when the map divides into whole
-    pooling windows (otherwise the padded conv would read the rows the pool drops). Returns (weight,
-    bias map, stride, padding, weight scale) or None when it does not apply."""
+def _pool_conv(chain: list[ir.Node], shapes: dict[str, tuple[int, ...]]) -> ir.Conv2d | None:
+    """A non-overlapping avg/sum pool followed by a conv, as the one strided conv on the unpooled
+    map it equals: ``conv(avgpool_k(x), W, stride s, pad p) = conv(x, W', stride k*s, pad k*p)``
+    with every tap of ``W`` spread over a k x k block, divided by k*k for avg. Exact when the map
+    divides into whole pooling windows (otherwise the padded conv would read the rows the pool
+    drops). None when it does not apply."""
     if [n.kind for n in chain] != ["pool2d", "conv2d"]:
         return None
     pool, conv = chain
@@ -218,9 +212,8 @@ def _pool_conv(chain: list[ir.Node], shapes: dict[str, tuple[int, ...]]):
     div = kh * kw if pool.mode == "avg" else 1
     weight = np.repeat(np.repeat(np.asarray(conv.weight, np.float64), kh, axis=2), kw, axis=3) / div
     scale = None if conv.weight_scale is None else np.asarray(conv.weight_scale, np.float64) / div
-    stride = (conv.stride[0] * kh, conv.stride[1] * kw)
-    padding = (conv.padding[0] * kh, conv.padding[1] * kw)
-    return weight, _bias_map(conv, shapes[conv.name]), stride, padding, scale
+    return replace(conv, weight=weight, weight_scale=scale, stride=(conv.stride[0] * kh, conv.stride[1] * kw),
+                   padding=(conv.padding[0] * kh, conv.padding[1] * kw))
 
 
 def _bias_map(conv: ir.Conv2d, out_shape: tuple[int, ...]) -> np.ndarray:
