@@ -57,15 +57,12 @@ def train_model(seed: int, steps: int, lr: float = 1e-3, finetune_steps: int | N
     return info
 
 
-def _policy(graph):
+def _policy(graph) -> dqn.Policy:
+    """The greedy policy of ``graph`` run in float."""
     from deploy.core.net import SpikingNet
+    from deploy.training.rl.distill import NetQ
 
-    net = SpikingNet(graph).eval()
-
-    def act(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return net.logits(net(x)).argmax(-1)
-    return act
+    return dqn.greedy(NetQ(SpikingNet(graph).eval(), 2))
 
 
 def returns() -> dict:
@@ -103,9 +100,7 @@ def compile_all(samples: int) -> dict:
     native.save(spiking_readout(graph), spiking, meta={**doc_meta, "q_readout": "spike counts of IF neurons "
                                                         "on the action-centred Q-current; action = argmax"})
     policy = _policy(graph)
-    rows = {"return_ir_float_100": float(np.mean(dqn.evaluate(policy, 100))),
-            "return_spike_readout_100": float(np.mean(dqn.evaluate(_policy(native.load(spiking)), 100))),
-            "targets": {}}
+    rows = {**returns(), "targets": {}}
     seen: list[np.ndarray] = []
     dqn.evaluate(policy, 3, seed=30_000, record=seen)
     x = torch.from_numpy(np.stack(seen)[:samples])

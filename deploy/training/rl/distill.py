@@ -100,15 +100,6 @@ def _noisy(policy: dqn.Policy, actions: int, explore: float, gen: torch.Generato
     return act
 
 
-def _select_score(student: SDQN | NetQ, cfg: DistillConfig, env_name: str) -> float:
-    """Average greedy return on the selection seeds; a score reaching ``solved`` is confirmed on
-    ``final_episodes`` episodes."""
-    score = float(np.mean(dqn.evaluate(dqn.greedy(student), cfg.eval_episodes, env_name, dqn.SELECT_SEED)))
-    if score >= cfg.solved and cfg.final_episodes > cfg.eval_episodes:
-        score = float(np.mean(dqn.evaluate(dqn.greedy(student), cfg.final_episodes, env_name, dqn.SELECT_SEED)))
-    return score
-
-
 def distill(teacher: QFunction, student: SDQN | NetQ, cfg: DistillConfig = DistillConfig(),
             env_name: str = "CartPole-v1", log: Callable[[str], None] | None = None) -> DistillResult:
     """DAgger policy distillation of ``teacher`` into ``student`` (trained in its PBLN mode as set);
@@ -142,7 +133,8 @@ def distill(teacher: QFunction, student: SDQN | NetQ, cfg: DistillConfig = Disti
             loss.backward()
             opt.step()
             if update % cfg.eval_every == 0 or update == cfg.updates:
-                scores.append(_select_score(student.eval(), cfg, env_name))
+                scores.append(dqn.selection_return(student.eval(), cfg.eval_episodes, cfg.final_episodes,
+                                                   cfg.solved, env_name))
                 if scores[-1] > best:
                     best, best_state = scores[-1], copy.deepcopy(student.state_dict())
                 if best >= cfg.solved:

@@ -69,6 +69,16 @@ def evaluate(policy: Policy, episodes: int = 100, env_name: str = "CartPole-v1",
     return returns
 
 
+def selection_return(net: torch.nn.Module, episodes: int, confirm: int, solved: float,
+                     env_name: str = "CartPole-v1", seed: int = SELECT_SEED) -> float:
+    """Average greedy return of ``net`` over ``episodes`` selection episodes (seeds ``seed + i``);
+    a score reaching ``solved`` is confirmed on ``confirm`` episodes when they are more."""
+    score = float(np.mean(evaluate(greedy(net), episodes, env_name, seed)))
+    if score >= solved and confirm > episodes:
+        score = float(np.mean(evaluate(greedy(net), confirm, env_name, seed)))
+    return score
+
+
 @dataclass
 class DQNConfig:
     steps: int = 100_000
@@ -161,9 +171,7 @@ def train(net: SDQN, cfg: DQNConfig = DQNConfig(), env_name: str = "CartPole-v1"
             target.load_state_dict(net.state_dict())
         if step % cfg.eval_every == 0:
             net.eval()
-            score = float(np.mean(evaluate(greedy(net), cfg.eval_episodes, env_name, cfg.eval_seed)))
-            if score >= cfg.solved and cfg.final_episodes > cfg.eval_episodes:
-                score = float(np.mean(evaluate(greedy(net), cfg.final_episodes, env_name, cfg.eval_seed)))
+            score = selection_return(net, cfg.eval_episodes, cfg.final_episodes, cfg.solved, env_name, cfg.eval_seed)
             history.append({"step": step, "return": score, "eps": eps})
             if log:
                 log(f"step {step}: greedy return {score:.1f}")
