@@ -58,6 +58,7 @@ def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", 
     from deploy.core.net import SpikingNet
     from deploy.io import native
     from deploy.training.finetune import finetune as run
+    from deploy.training.finetune import keeps_learned_steps
     from deploy.training.snn import evaluate
     from hwmodels import get_target
     from hwmodels.imc import ImcTarget
@@ -106,7 +107,7 @@ def finetune(model: Any, out: str | Path | None = None, *, target: str = "imc", 
             "noise": noise, "seed": seed, "split_seed": split_seed, "augment": augment,
             "learn_scales": learn_scales,
             "accuracy": {"float": float_acc, "naive": on_target(graph), "retrained": on_target(tuned)}}
-    if tgt.retrained(graph) and not progressive:       # continued: the learned steps were kept
+    if keeps_learned_steps(tgt, graph, epochs, progressive):     # continued from the learned steps
         meta["init"] = _prior(model)
     if out is not None:
         native.save(tuned, out, meta=meta)

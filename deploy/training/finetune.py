@@ -297,6 +297,13 @@ def fit_tail(net: SpikingNet, x: torch.Tensor, y: torch.Tensor, layers: int = 3,
             "held_out": n_val, "best_epoch": best[1], "held_out_acc": best[0], "history": history}
 
 
+def keeps_learned_steps(target: TrainableTarget, graph: ir.Graph, epochs: int, progressive: bool) -> bool:
+    """Whether :func:`finetune` continues from the conversion steps ``graph`` learned for ``target``
+    instead of calibrating: it does when they exist and the schedule has one stage (a progressive
+    schedule calibrates every resolution afresh)."""
+    return len(target.training_stages(epochs, progressive)) == 1 and target.retrained(graph)
+
+
 def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int = 25, lr: float = 2e-3,
              progressive: bool = False, noise: bool = False, seed: int = 0, batch_size: int = 64,
              learn_steps: bool = True, calib_samples: int = 256, augment: int = 0, learn_scales: bool = True,
@@ -343,7 +350,7 @@ def finetune(graph: ir.Graph, target: TrainableTarget, split: Split, epochs: int
     calib = fit_to_model(split.x_train[:n_calib], net.graph.input_shape, net.graph.encoding)
     history: list[dict[str, Any]] = []
     stages = target.training_stages(epochs, progressive)
-    keep_steps = len(stages) == 1 and target.retrained(graph)
+    keep_steps = keeps_learned_steps(target, graph, epochs, progressive)
     rebuilt: list[dict[str, Any]] = []
     tail: dict[str, Any] = {}
     for stage, (bits, n_epochs) in enumerate(stages):
