@@ -26,7 +26,8 @@ def vgg_cifar(timesteps: int = 8, beta: float = 0.9, threshold: float = 1.0, cla
               hidden: int = 256, channels: tuple[int, ...] = CHANNELS, size: int = 32,
               pool: str = "max") -> dict[str, Any]:
     """The ``build()`` spec: (3, size, size) images over ``timesteps`` steps. ``pool="avg"``: average
-    pooling, which Loihi runs (folded into the next convolution) and max pooling it cannot."""
+    pooling, which Loihi folds into the next layer (max pooling it cannot run); at the default
+    size the first linear layer then reads more neurons than a Loihi core has input axons."""
     layers: list[dict[str, Any]] = []
     for i, ch in enumerate(channels, start=1):
         layers.append({"type": "conv2d", "out_channels": int(ch), "kernel_size": 3, "padding": 1,
