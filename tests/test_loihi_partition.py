@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from deploy.core import ir
 from deploy.core.errors import TargetError
 from hwmodels.loihi import Loihi1Target, Loihi2Target
-from hwmodels.loihi.partition import synapse_pairs
+from hwmodels.loihi.network import INPUT, Connection, LoihiNetwork, Population
+from hwmodels.loihi.wiring import Wiring
 from hwmodels.spec import load_spec
 
 
@@ -36,17 +37,56 @@ def small_core_target(**constants) -> Loihi1Target:
     return Loihi1Target(spec=spec)
 
 
-def test_conv_synapses_match_an_independent_dense_probe(shipped_graph):
+def synapse_pairs(net, conn) -> tuple[np.ndarray, np.ndarray]:
+    """(source, target) of every nonzero synapse, listed one by one from the dense form."""
+    w = conn.effective_weight()
+    if conn.kind == "dense":
+        dst, src = np.nonzero(w)
+        return src, dst
+    c_in, h, wd = net.shape_of(conn.source)
+    eye = torch.eye(c_in * h * wd, dtype=torch.float64).reshape(-1, c_in, h, wd)
+    dense = F.conv2d(eye, torch.from_numpy(w != 0).double(), None, conn.stride, conn.padding, conn.dilation,
+                     conn.groups).reshape(c_in * h * wd, -1).numpy()
+    src, dst = np.nonzero(dense)
+    return src, dst
+
+
+def check_wiring(net, conn, block_sizes) -> None:
+    """Fan-in, fan-out and every block's distinct sources equal those of the synapses listed one by one."""
+    src, dst = synapse_pairs(net, conn)
+    wi = Wiring(net, conn)
+    n_out, n_src = wi.n_out, int(np.prod(net.shape_of(conn.source)))
+    assert np.array_equal(wi.fan_in, np.bincount(dst, minlength=n_out))
+    assert np.array_equal(wi.fan_out, np.bincount(src, minlength=n_src))
+    for k in block_sizes:
+        expect = np.unique((dst // k) * n_src + src)
+        blk, s = wi.block_sources(k)
+        got = blk * n_src + s
+        assert len(got) == len(expect) and np.array_equal(np.sort(got), expect), k
+        assert np.array_equal(wi.block_counts(k), np.bincount(expect // n_src, minlength=-(-n_out // k)))
+
+
+def test_shipped_conv_wiring_matches_its_synapses(shipped_graph):
     net = Loihi1Target().map(shipped_graph).network
-    conv = net.connections[1]
-    c_in, h, w = net.shape_of(conv.source)
-    eye = torch.eye(c_in * h * w, dtype=torch.float64).reshape(-1, c_in, h, w)
-    dense = F.conv2d(eye, torch.from_numpy(conv.weight).double(), None, conv.stride, conv.padding).reshape(
-        c_in * h * w, -1).T.numpy()
-    src, dst = synapse_pairs(net, conv)
-    expect_dst, expect_src = np.nonzero(dense)
-    assert sorted(zip(src.tolist(), dst.tolist(), strict=True)) == sorted(
-        zip(expect_src.tolist(), expect_dst.tolist(), strict=True))
+    for conn in net.connections:
+        check_wiring(net, conn, [1, 7, 64, 1000])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_conv_wiring_matches_its_synapses(seed):
+    """Random kernels with zeros, strides, padding, dilation and groups, blocks inside and across channels."""
+    rng = np.random.default_rng(seed)
+    g = int(rng.choice([1, 2]))
+    c_in, c_out, k = 2 * int(rng.integers(1, 4)), 2 * int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    s, p, d = int(rng.integers(1, 3)), int(rng.integers(0, 2)), int(rng.integers(1, 3))
+    h, w = int(rng.integers(5, 10)), int(rng.integers(5, 10))
+    ho, wo = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+    weight = rng.integers(-2, 3, (c_out, c_in // g, k, k))           # about a fifth are zero
+    conn = Connection("c", ["c"], INPUT, "n", "conv", weight, (c_in, h, w), (c_out, ho, wo), stride=(s, s),
+                      padding=(p, p), dilation=(d, d), groups=g)
+    pop = Population("n", (c_out, ho, wo), 1, 0, 0, np.zeros((c_out, ho, wo), np.int64), 6, 1)
+    net = LoihiNetwork((c_in, h, w), 2, "rate", 1, [pop], [conn], "n")
+    check_wiring(net, conn, [1, 2, 3, wo, 2 * wo + 1, ho * wo, ho * wo + 1, 10_000])
 
 
 def test_shipped_model_fits_one_core_per_layer(shipped_graph):

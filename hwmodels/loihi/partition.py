@@ -18,11 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from hwmodels.base import Violation
 from hwmodels.loihi.network import INPUT, Connection, LoihiNetwork
+from hwmodels.loihi.wiring import Wiring
 
 
 @dataclass
@@ -59,42 +58,17 @@ class Placement:
         return len(self.per_core)
 
 
-def synapse_pairs(net: LoihiNetwork, conn: Connection) -> tuple[np.ndarray, np.ndarray]:
-    """(source index, target index) of every nonzero synapse, torch flat order."""
-    w = conn.effective_weight()
-    if conn.kind == "dense":
-        dst, src = np.nonzero(w)
-        return src.astype(np.int64), dst.astype(np.int64)
-    c_in, h, wd = net.shape_of(conn.source)
-    out_c, in_g, kh, kw = w.shape
-    idx = torch.arange(1, c_in * h * wd + 1, dtype=torch.float64).reshape(1, c_in, h, wd)
-    srcs, dsts = [], []
-    per_group = out_c // conn.groups
-    for g in range(conn.groups):
-        cols = F.unfold(idx[:, g * in_g:(g + 1) * in_g], (kh, kw), dilation=conn.dilation,
-                        padding=conn.padding, stride=conn.stride)[0].to(torch.int64).numpy()  # (in_g*kh*kw, L)
-        mask = w[g * per_group:(g + 1) * per_group].reshape(per_group, -1) != 0
-        o, k = np.nonzero(mask)
-        src = cols[k]                                               # (nnz, L)
-        n_pos = cols.shape[1]
-        dst = ((o + g * per_group)[:, None] * n_pos + np.arange(n_pos)[None, :])
-        keep = src > 0
-        srcs.append(src[keep] - 1)
-        dsts.append(dst[keep])
-    return np.concatenate(srcs), np.concatenate(dsts)
-
-
 def place(net: LoihiNetwork, lim: Limits) -> Placement:
     """Partition and place ``net``; violations are collected, not raised."""
-    pairs = {conn_key(c): synapse_pairs(net, c) for c in net.connections}
+    wiring = {conn_key(c): Wiring(net, c) for c in net.connections}
     offsets, off = {INPUT: 0}, int(np.prod(net.input_shape))
     for p in net.populations:
         offsets[p.name] = off
         off += p.size
     violations: list[Violation] = []
-    block = {p.name: _block_size(net, p.name, pairs, offsets, lim, violations) for p in net.populations}
+    block = {p.name: _block_size(net, p.name, wiring, offsets, lim, violations) for p in net.populations}
     for _ in range(32):
-        placement = _assign(net, block, pairs, lim)
+        placement = _assign(net, block, wiring, lim)
         bad = [(pc["population"], pc["out_axons"]) for pc in placement.per_core if pc["out_axons"] > lim.out_axons]
         if not bad:
             break
@@ -127,30 +101,35 @@ def conn_key(c: Connection) -> str:
     return c.name + "->" + c.target
 
 
-def _block_size(net: LoihiNetwork, name: str, pairs: dict, offsets: dict, lim: Limits,
+def _block_size(net: LoihiNetwork, name: str, wiring: dict[str, Wiring], offsets: dict, lim: Limits,
                 violations: list[Violation]) -> int:
     """Largest contiguous block of neurons of ``name`` that one core can hold."""
     size = net.population(name).size
+    incoming = net.incoming(name)
     bits = np.zeros(size)
-    srcs, dsts = [], []
-    for c in net.incoming(name):
-        src, dst = pairs[conn_key(c)]
-        bits += np.bincount(dst, minlength=size) * c.num_weight_bits
-        srcs.append(src + offsets[c.source])
-        dsts.append(dst)
-    src, dst = np.concatenate(srcs), np.concatenate(dsts)
+    for c in incoming:
+        bits += wiring[conn_key(c)].fan_in * c.num_weight_bits
+    shared = len({c.source for c in incoming}) < len(incoming)   # one source on several paths
 
     def usage(k: int) -> tuple[float, int]:
         chunk = np.arange(size) // k
         mem = np.bincount(chunk, weights=bits).max() / 8
-        if len(src) == 0:
+        if not incoming:
             return mem, 0
-        n = int(src.max()) + 1
-        uniq = distinct((dst // k) * n + src, (size // k + 1) * n)
-        axons = np.bincount(uniq // (src.max() + 1)).max()
-        return mem, int(axons)
+        if not shared:   # each connection's block sources are distinct, and so are the sources
+            return mem, int(np.sum([wiring[conn_key(c)].block_counts(k) for c in incoming], axis=0).max())
+        n = max(offsets[c.source] + wiring[conn_key(c)].n_src for c in incoming)
+        keys = []
+        for c in incoming:
+            blk, src = wiring[conn_key(c)].block_sources(k)
+            keys.append(blk * n + src + offsets[c.source])
+        uniq = distinct(np.concatenate(keys), (size // k + 1) * n)
+        return mem, int(np.bincount(uniq // n).max())
 
-    mem1, ax1 = usage(1)
+    mem1 = bits.max(initial=0) / 8
+    ax1 = int(np.sum([wiring[conn_key(c)].fan_in for c in incoming], axis=0).max(initial=0)) if incoming else 0
+    if ax1 > lim.in_axons and shared:
+        ax1 = usage(1)[1]
     if mem1 > lim.syn_bytes:
         violations.append(Violation(name, "bytes of synaptic memory per core (one neuron)", mem1, lim.syn_bytes))
         return 1
@@ -168,11 +147,11 @@ def _block_size(net: LoihiNetwork, name: str, pairs: dict, offsets: dict, lim: L
     return lo
 
 
-def _assign(net: LoihiNetwork, block: dict[str, int], pairs: dict, lim: Limits) -> Placement:
-    core_of, per_core, next_core = {}, [], 0
+def _assign(net: LoihiNetwork, block: dict[str, int], wiring: dict[str, Wiring], lim: Limits) -> Placement:
+    core_of, per_core, next_core, first = {}, [], 0, {}
     for p in net.populations:
         chunk = np.arange(p.size) // block[p.name]
-        core_of[p.name] = next_core + chunk
+        core_of[p.name], first[p.name] = next_core + chunk, next_core
         for j in range(int(chunk.max()) + 1):
             per_core.append({"population": p.name, "neurons": int((chunk == j).sum()), "syn_bytes": 0.0,
                              "in_axons": 0, "out_axons": 0})
@@ -184,16 +163,18 @@ def _assign(net: LoihiNetwork, block: dict[str, int], pairs: dict, lim: Limits) 
     syn_bytes, in_axons, out_axons = np.zeros(next_core), np.zeros(next_core, np.int64), np.zeros(next_core, np.int64)
     dest: dict[str, list[np.ndarray]] = {}
     for c in net.connections:
-        src, dst = pairs[conn_key(c)]
-        n_src = int(np.prod(net.shape_of(c.source)))
-        pl.fanout[conn_key(c)] = np.bincount(src, minlength=n_src).astype(np.float64)
-        pl.synapses[conn_key(c)] = int(len(src))
-        dcore = core_of[c.target][dst]
-        syn_bytes += np.bincount(dcore, minlength=next_core) * c.num_weight_bits / 8
-        dest.setdefault(c.source, []).append(src * next_core + dcore)   # (source neuron, core) as one key
+        wi = wiring[conn_key(c)]
+        pl.fanout[conn_key(c)] = wi.fan_out.astype(np.float64)
+        pl.synapses[conn_key(c)] = wi.synapses
+        syn_bytes += np.bincount(core_of[c.target], weights=wi.fan_in, minlength=next_core) * c.num_weight_bits / 8
+        blk, src = wi.block_sources(block[c.target])
+        dest.setdefault(c.source, []).append(src * next_core + first[c.target] + blk)   # (source neuron, core)
     for source, lists in dest.items():
         n_src = int(np.prod(net.shape_of(source)))
-        key = distinct(np.concatenate(lists), n_src * next_core)        # distinct (source neuron, core)
+        keys = np.concatenate(lists)
+        # pairs of one connection are distinct, and so are those of connections into different populations
+        targets = [c.target for c in net.outgoing(source)]
+        key = keys if len(set(targets)) == len(targets) else distinct(keys, n_src * next_core)
         sd = (key // next_core, key % next_core)
         in_axons += np.bincount(sd[1], minlength=next_core)             # one axon per source neuron and core
         pl.messages[source] = np.bincount(sd[0], minlength=n_src).astype(np.float64)
