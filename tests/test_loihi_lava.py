@@ -233,3 +233,52 @@ def test_pool_then_conv_agrees_with_lava():
     net, ref = _agree(g, x, seed=4)
     assert [c.kind for c in net.connections] == ["conv", "conv", "dense"]
     assert int(ref["l2"].sum()) > 0 and int(ref["l3"].sum()) > 0
+
+
+def max_pools(seed: int) -> ir.Graph:
+    """Max pooling of spikes twice: non-overlapping 2x2, then overlapping 3x3 / stride 2 / padding 1."""
+    rng = np.random.default_rng(seed)
+    return ir.Graph((2, 8, 8), [
+        ir.Conv2d("c1", ["input"], weight=_w(rng, 4, 2, 3, 3, scale=0.9), padding=1),
+        ir.LIF("l1", ["c1"], beta=0.9, threshold=1.0),
+        ir.Pool2d("p1", ["l1"], mode="max", kernel_size=2, stride=2),
+        ir.Conv2d("c2", ["p1"], weight=_w(rng, 6, 4, 3, 3, scale=0.7), padding=1),
+        ir.LIF("l2", ["c2"], beta=0.9, threshold=0.8),
+        ir.Pool2d("p2", ["l2"], mode="max", kernel_size=3, stride=2, padding=1),
+        ir.Flatten("f", ["p2"]),
+        ir.Linear("fc", ["f"], weight=_w(rng, 5, 24, scale=0.8)),
+        ir.LIF("o", ["fc"], beta=1.0, threshold=1.0),
+    ], timesteps=6, encoding="rate", name=f"maxpool{seed}")
+
+
+def test_max_pool_of_spikes_is_a_relay_population_equal_to_the_max_and_to_lava():
+    """Each max pool becomes a population whose spikes at step t + 1 are exactly the max (OR) of its
+    input window's spikes at step t, in the reference and in Lava."""
+    g = max_pools(5)
+    x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(5))
+    net, ref = _agree(g, x, seed=5)
+    assert [p.name for p in net.populations] == ["l1", "p1", "l2", "p2", "o"]
+    assert [c.kind for c in net.connections] == ["conv", "conv", "conv", "conv", "dense"]
+    for pool in (g["p1"], g["p2"]):
+        src = ref[pool.inputs[0]].to(torch.float32)
+        steps, batch = src.shape[:2]
+        spikes = src.reshape(steps * batch, *net.shape_of(pool.inputs[0]))
+        expect = torch.nn.functional.max_pool2d(spikes, pool.kernel_size, pool.stride, pool.padding)
+        got = ref[pool.name].reshape(steps, batch, -1).to(torch.float32)
+        assert torch.equal(got[1:], expect.reshape(steps, batch, -1)[:-1]) and not got[0].any()
+        assert 0 < int(got.sum()) < got.numel()
+    assert net.population("p2").start == net.population("l2").start + 1
+
+
+def test_max_pool_of_anything_but_spikes_is_refused():
+    from deploy.core.errors import TargetError
+
+    rng = np.random.default_rng(0)
+    g = ir.Graph((2, 8, 8), [
+        ir.Conv2d("c1", ["input"], weight=_w(rng, 4, 2, 3, 3), padding=1),
+        ir.Pool2d("p1", ["c1"], mode="max", kernel_size=2, stride=2),
+        ir.LIF("l1", ["p1"]),
+    ], timesteps=4, encoding="rate")
+    with pytest.raises(TargetError, match=r"^layer 'p1': max pooling is supported on target 'loihi' only directly "
+                                          r"on a lif layer's spikes"):
+        Loihi1Target().map(g)

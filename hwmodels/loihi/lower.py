@@ -8,6 +8,11 @@ identity shortcut of a residual block is a path with no node: an identity
 matrix). A path that is exactly one conv2d stays a convolution; any other
 path is folded into one dense matrix by probing it with unit inputs, except a
 non-overlapping avg/sum pool followed by a conv, which becomes one strided conv.
+A max pool of a population's spikes is a population of its own (a relay): max
+over binary spikes is their OR, which a neuron computes exactly when each
+spike in its window adds twice its threshold and nothing carries over to the
+next step (current decay 1, reset to zero); it costs one step of pipeline
+depth. Max pooling of anything but spikes is refused.
 A path read as a recurrent input (the previous step's spikes, see
 :mod:`deploy.core.ir`) is a dense connection marked ``recurrent``; Loihi runs a
 population's recurrent connection to itself (a Dense from its ``s_out`` back to
@@ -93,9 +98,10 @@ def check_kinds(graph: ir.Graph, target: str) -> None:
                                          "and lif layers only")
             raise TargetError(f"layer '{node.name}': layer type '{node.kind}' is not supported on "
                               f"target '{target}' ({why})")
-        if isinstance(node, ir.Pool2d) and node.mode == "max":
-            raise TargetError(f"layer '{node.name}': max pooling is not supported on target '{target}' "
-                              "(a synapse sums weighted spikes; use avg or sum pooling)")
+        if isinstance(node, ir.Pool2d) and node.mode == "max" and not _pools_spikes(graph, node):
+            raise TargetError(f"layer '{node.name}': max pooling is supported on target '{target}' only "
+                              "directly on a lif layer's spikes (a synapse sums weighted values; use avg or "
+                              "sum pooling)")
     if graph.output.kind != "lif":
         raise TargetError(f"layer '{graph.output.name}': the output layer must be lif on target "
                           f"'{target}' (predictions are output spike counts), got {graph.output.kind}")
@@ -106,18 +112,23 @@ def lower(graph: ir.Graph, target: str) -> Lowered:
     check_kinds(graph, target)
     check_budget(estimate_bytes(graph, 0, target=target), f"mapping model '{graph.name}' on {target}")
     shapes = graph.shapes()
-    lifs = [n for n in graph.nodes if isinstance(n, ir.LIF)]
+    relays = {n.name: n for n in graph.nodes if isinstance(n, ir.Pool2d) and n.mode == "max"}
+    lifs = [_relay_neurons(n) if n.name in relays else n for n in graph.nodes
+            if isinstance(n, ir.LIF) or n.name in relays]
     out = Lowered(lifs=lifs, shapes=shapes)
-    used: set[str] = set()
+    used: set[str] = set(relays)
     order = {n.name: i for i, n in enumerate(lifs)}
     for lif in lifs:
+        if lif.name in relays:
+            out.connections.append(_relay_connection(relays[lif.name], shapes))
+            continue
         head = graph[lif.inputs[0]] if lif.inputs[0] != INPUT else None
         if isinstance(head, ir.Add):
             branches, used = list(head.inputs), used | {head.name}
         else:
             branches = [lif.inputs[0]]
         for start in branches:
-            chain, source = _trace(graph, start, lif.name)
+            chain, source = _trace(graph, start, lif.name, relays)
             used.update(n.name for n in chain)
             owner = _owner(chain, head if isinstance(head, ir.Add) else None, lif)
             fc = _connect(chain, source, lif.name, owner, shapes)
@@ -138,13 +149,37 @@ def lower(graph: ir.Graph, target: str) -> Lowered:
     return out
 
 
-def _trace(graph: ir.Graph, start: str, target: str) -> tuple[list[ir.Node], str]:
+def _pools_spikes(graph: ir.Graph, pool: ir.Pool2d) -> bool:
+    return pool.inputs[0] != INPUT and isinstance(graph[pool.inputs[0]], ir.LIF)
+
+
+#: relay neurons: a spike in the window adds twice the threshold, so a neuron fires exactly when
+#: any of its inputs fired; it resets to zero and keeps no current (alpha 0), so v is 0 at the start
+#: of every step
+RELAY_THRESHOLD = 0.5
+
+
+def _relay_neurons(pool: ir.Pool2d) -> ir.LIF:
+    """The population standing for a max pool of spikes (named after the pool node)."""
+    return ir.LIF(pool.name, list(pool.inputs), beta=1.0, alpha=0.0, threshold=RELAY_THRESHOLD, reset="zero")
+
+
+def _relay_connection(pool: ir.Pool2d, shapes: dict[str, tuple[int, ...]]) -> FloatConnection:
+    """Each relay neuron sums its pooling window with weight 1: a depthwise conv of ones."""
+    c = shapes[pool.inputs[0]][0]
+    weight = np.ones((c, 1, *pool.kernel_size))
+    return FloatConnection(pool.name, [pool.name], pool.inputs[0], pool.name, "conv", weight,
+                           np.zeros(int(np.prod(shapes[pool.name]))), shapes[pool.inputs[0]], shapes[pool.name],
+                           pool.stride, pool.padding, (1, 1), c)
+
+
+def _trace(graph: ir.Graph, start: str, target: str, relays: dict) -> tuple[list[ir.Node], str]:
     """Nodes from the source population (exclusive) to ``target`` (exclusive), in order."""
     chain: list[ir.Node] = []
     name = start
     while name != INPUT:
         node = graph[name]
-        if isinstance(node, ir.LIF):
+        if isinstance(node, ir.LIF) or name in relays:
             break
         if node.kind not in CHAIN_KINDS:
             raise TargetError(f"layer '{node.name}': a {node.kind} layer between spiking layers is not "

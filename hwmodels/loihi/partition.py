@@ -67,16 +67,8 @@ def place(net: LoihiNetwork, lim: Limits) -> Placement:
         off += p.size
     violations: list[Violation] = []
     block = {p.name: _block_size(net, p.name, wiring, offsets, lim, violations) for p in net.populations}
-    for _ in range(32):
-        placement = _assign(net, block, wiring, lim)
-        bad = [(pc["population"], pc["out_axons"]) for pc in placement.per_core if pc["out_axons"] > lim.out_axons]
-        if not bad:
-            break
-        name, need = bad[0]
-        if block[name] == 1:
-            violations.append(Violation(name, "output axons per core", need, lim.out_axons))
-            break
-        block[name] = max(1, block[name] // 2)
+    _fit_output_axons(net, block, wiring, lim, violations)
+    placement = _assign(net, block, wiring, lim)
     allowed = lim.cores_per_chip * lim.chips
     if placement.cores > allowed:
         first = next(p.name for p in net.populations if placement.core_of[p.name].max() >= allowed)
@@ -147,35 +139,72 @@ def _block_size(net: LoihiNetwork, name: str, wiring: dict[str, Wiring], offsets
     return lo
 
 
+def _first_cores(net: LoihiNetwork, block: dict[str, int]) -> dict[str, int]:
+    """Number of each population's first core (cores are numbered in population order)."""
+    first, n = {}, 0
+    for p in net.populations:
+        first[p.name], n = n, n + -(-p.size // block[p.name])
+    return first
+
+
+def _spike_targets(net: LoihiNetwork, source: str, block: dict[str, int], wiring: dict[str, Wiring],
+                   first: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(source neuron, destination core) of every distinct pair: where a spike of each neuron goes."""
+    outs = net.outgoing(source)
+    pairs = [wiring[conn_key(c)].block_sources(block[c.target]) for c in outs]
+    src = np.concatenate([s for _, s in pairs])
+    core = np.concatenate([first[c.target] + blk for c, (blk, _) in zip(outs, pairs, strict=True)])
+    targets = [c.target for c in outs]
+    if len(set(targets)) < len(targets):    # two paths into one population can reach the same core
+        n_cores = int(core.max()) + 1
+        key = distinct(src * n_cores + core, int(np.prod(net.shape_of(source))) * n_cores)
+        src, core = key // n_cores, key % n_cores
+    return src, core
+
+
+def _fit_output_axons(net: LoihiNetwork, block: dict[str, int], wiring: dict[str, Wiring], lim: Limits,
+                      violations: list[Violation]) -> None:
+    """Halve each population's block until its cores' output axons (one per destination core of each
+    neuron) fit. A population's destinations depend only on the blocks of the populations it feeds, so
+    going from the last population to the first settles each one once (a population feeding itself is
+    re-counted after every halving)."""
+    found = []
+    for p in reversed(net.populations):
+        if not net.outgoing(p.name):
+            continue
+        while True:
+            src, _ = _spike_targets(net, p.name, block, wiring, _first_cores(net, block))
+            need = int(np.bincount(np.arange(p.size) // block[p.name], weights=np.bincount(src, minlength=p.size)).max())
+            if need <= lim.out_axons:
+                break
+            if block[p.name] == 1:
+                found.append(Violation(p.name, "output axons per core", need, lim.out_axons))
+                break
+            block[p.name] //= 2
+    violations.extend(reversed(found))
+
+
 def _assign(net: LoihiNetwork, block: dict[str, int], wiring: dict[str, Wiring], lim: Limits) -> Placement:
-    core_of, per_core, next_core, first = {}, [], 0, {}
+    core_of, per_core, next_core, first = {}, [], 0, _first_cores(net, block)
     for p in net.populations:
         chunk = np.arange(p.size) // block[p.name]
-        core_of[p.name], first[p.name] = next_core + chunk, next_core
-        for j in range(int(chunk.max()) + 1):
-            per_core.append({"population": p.name, "neurons": int((chunk == j).sum()), "syn_bytes": 0.0,
-                             "in_axons": 0, "out_axons": 0})
+        core_of[p.name] = next_core + chunk
+        per_core += [{"population": p.name, "neurons": int(n), "syn_bytes": 0.0, "in_axons": 0, "out_axons": 0}
+                     for n in np.bincount(chunk)]
         next_core += int(chunk.max()) + 1
     coords = _coords(next_core, lim)
     pl = Placement(core_of=core_of, per_core=per_core, coords=coords,
                    chips=int(np.ceil(next_core / lim.cores_per_chip)),
                    tiles=int(np.ceil(next_core / lim.cores_per_tile)))
     syn_bytes, in_axons, out_axons = np.zeros(next_core), np.zeros(next_core, np.int64), np.zeros(next_core, np.int64)
-    dest: dict[str, list[np.ndarray]] = {}
     for c in net.connections:
         wi = wiring[conn_key(c)]
         pl.fanout[conn_key(c)] = wi.fan_out.astype(np.float64)
         pl.synapses[conn_key(c)] = wi.synapses
         syn_bytes += np.bincount(core_of[c.target], weights=wi.fan_in, minlength=next_core) * c.num_weight_bits / 8
-        blk, src = wi.block_sources(block[c.target])
-        dest.setdefault(c.source, []).append(src * next_core + first[c.target] + blk)   # (source neuron, core)
-    for source, lists in dest.items():
+    for source in dict.fromkeys(c.source for c in net.connections):
         n_src = int(np.prod(net.shape_of(source)))
-        keys = np.concatenate(lists)
-        # pairs of one connection are distinct, and so are those of connections into different populations
-        targets = [c.target for c in net.outgoing(source)]
-        key = keys if len(set(targets)) == len(targets) else distinct(keys, n_src * next_core)
-        sd = (key // next_core, key % next_core)
+        sd = _spike_targets(net, source, block, wiring, first)
         in_axons += np.bincount(sd[1], minlength=next_core)             # one axon per source neuron and core
         pl.messages[source] = np.bincount(sd[0], minlength=n_src).astype(np.float64)
         if source == INPUT:   # injected by the host next to its cores: no mesh hops counted

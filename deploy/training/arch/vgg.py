@@ -25,9 +25,10 @@ CHANNELS = (64, 64, 128, 128, 256, 256)
 def vgg_cifar(timesteps: int = 8, beta: float = 0.9, threshold: float = 1.0, classes: int = 10,
               hidden: int = 256, channels: tuple[int, ...] = CHANNELS, size: int = 32,
               pool: str = "max") -> dict[str, Any]:
-    """The ``build()`` spec: (3, size, size) images over ``timesteps`` steps. ``pool="avg"``: average
-    pooling, which Loihi folds into the next layer (max pooling it cannot run); at the default
-    size the first linear layer then reads more neurons than a Loihi core has input axons."""
+    """The ``build()`` spec: (3, size, size) images over ``timesteps`` steps. Loihi runs each max
+    pool as a relay population (about 32,000 cores, 251 Loihi chips at the default size).
+    ``pool="avg"``: average pooling, which Loihi folds into the next layer; the first linear layer
+    then reads 16,384 neurons, more than a Loihi core has input axons."""
     layers: list[dict[str, Any]] = []
     for i, ch in enumerate(channels, start=1):
         layers.append({"type": "conv2d", "out_channels": int(ch), "kernel_size": 3, "padding": 1,
