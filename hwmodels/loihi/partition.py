@@ -114,7 +114,7 @@ def _block_size(net: LoihiNetwork, name: str, wiring: dict[str, Wiring], offsets
         keys = []
         for c in incoming:
             blk, src = wiring[conn_key(c)].block_sources(k)
-            keys.append(blk * n + src + offsets[c.source])
+            keys.append(blk.astype(np.int64) * n + src + offsets[c.source])
         uniq = distinct(np.concatenate(keys), (size // k + 1) * n)
         return mem, int(np.bincount(uniq // n).max())
 
@@ -157,7 +157,7 @@ def _spike_targets(net: LoihiNetwork, source: str, block: dict[str, int], wiring
     targets = [c.target for c in outs]
     if len(set(targets)) < len(targets):    # two paths into one population can reach the same core
         n_cores = int(core.max()) + 1
-        key = distinct(src * n_cores + core, int(np.prod(net.shape_of(source))) * n_cores)
+        key = distinct(src.astype(np.int64) * n_cores + core, int(np.prod(net.shape_of(source))) * n_cores)
         src, core = key // n_cores, key % n_cores
     return src, core
 
@@ -205,6 +205,8 @@ def _assign(net: LoihiNetwork, block: dict[str, int], wiring: dict[str, Wiring],
     for source in dict.fromkeys(c.source for c in net.connections):
         n_src = int(np.prod(net.shape_of(source)))
         sd = _spike_targets(net, source, block, wiring, first)
+        for c in net.outgoing(source):
+            wiring[conn_key(c)].release()
         in_axons += np.bincount(sd[1], minlength=next_core)             # one axon per source neuron and core
         pl.messages[source] = np.bincount(sd[0], minlength=n_src).astype(np.float64)
         if source == INPUT:   # injected by the host next to its cores: no mesh hops counted

@@ -62,10 +62,15 @@ class Wiring:
         return int(self.fan_in.sum())
 
     def block_sources(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(block, source) of every distinct pair: block ``j`` holds targets ``j*k .. j*k+k-1``."""
+        """(block, source) of every distinct pair, int32: block ``j`` holds targets ``j*k .. j*k+k-1``.
+        The last split asked for is kept (placement asks again) until :meth:`release`."""
         if k not in self._sources:
-            self._sources = {k: self._block_sources(k)}     # placement asks again for the same split
+            self._sources = {k: tuple(a.astype(np.int32) for a in self._block_sources(k))}
         return self._sources[k]
+
+    def release(self) -> None:
+        """Forget the kept block sources (tens of millions of pairs for a VGG-sized layer)."""
+        self._sources = {}
 
     def _block_sources(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if not self.conv:
