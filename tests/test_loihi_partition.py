@@ -161,3 +161,50 @@ def test_distinct_equals_numpy_unique_on_both_paths():
     sparse = rng.integers(0, 1 << 40, 3000)
     for keys, space in ((dense, 5000), (sparse, 1 << 40), (dense[:0], 10)):
         np.testing.assert_array_equal(distinct(keys, space), np.unique(keys))
+
+
+def test_placement_of_a_split_conv_network_equals_one_counted_synapse_by_synapse():
+    """Cores' input and output axons and synaptic memory, and each neuron's messages and hops, equal
+    those counted from every synapse listed one by one, on a conv network (stride, a max-pool relay,
+    two paths from one population into another) split over many cores and tiles."""
+    rng = np.random.default_rng(3)
+    g = ir.Graph((2, 10, 10), [
+        ir.Conv2d("c1", ["input"], weight=rng.integers(-2, 3, (6, 2, 3, 3)).astype(np.float32), padding=1),
+        ir.LIF("l1", ["c1"], reset="zero"),
+        ir.Pool2d("p1", ["l1"], mode="max", kernel_size=2, stride=2),
+        ir.Conv2d("c2", ["p1"], weight=rng.integers(-2, 3, (4, 6, 3, 3)).astype(np.float32), stride=2, padding=1),
+        ir.Conv2d("c3", ["p1"], weight=rng.integers(-2, 3, (4, 6, 3, 3)).astype(np.float32), stride=2, padding=1),
+        ir.Add("sum", ["c2", "c3"]),
+        ir.LIF("l2", ["sum"], reset="zero"),
+        ir.Flatten("f", ["l2"]),
+        ir.Linear("fc", ["f"], weight=rng.normal(0, 1, (5, 36)).astype(np.float32)),
+        ir.LIF("o", ["fc"], reset="zero"),
+    ], timesteps=2, encoding="rate")
+    tgt = small_core_target(compartments_per_core=7, input_axons_per_core=90, output_axons_per_core=40,
+                            mesh_tiles_x=3)
+    m = tgt.map(g)
+    net, pl = m.network, m.placement
+    assert pl.cores > 40 and pl.tiles > 3
+    in_axons, out_axons, mem = np.zeros(pl.cores, int), np.zeros(pl.cores, int), np.zeros(pl.cores)
+    for source in dict.fromkeys(c.source for c in net.connections):
+        pairs = set()
+        for c in net.outgoing(source):
+            src, dst = synapse_pairs(net, c)
+            pairs |= set(zip(src.tolist(), pl.core_of[c.target][dst].tolist(), strict=True))
+        src, core = (np.array(v) for v in zip(*sorted(pairs), strict=True))
+        n_src = int(np.prod(net.shape_of(source)))
+        np.testing.assert_array_equal(pl.messages[source], np.bincount(src, minlength=n_src))
+        in_axons += np.bincount(core, minlength=pl.cores)
+        if source != INPUT:
+            home = pl.coords[pl.core_of[source][src]]
+            d = np.abs(pl.coords[core] - home)
+            np.testing.assert_array_equal(pl.hops_ew[source], np.bincount(src, weights=d[:, 0], minlength=n_src))
+            np.testing.assert_array_equal(pl.hops_ns[source], np.bincount(src, weights=d[:, 1], minlength=n_src))
+            out_axons += np.bincount(pl.core_of[source][src], minlength=pl.cores)
+    for c in net.connections:
+        _, dst = synapse_pairs(net, c)
+        mem += np.bincount(pl.core_of[c.target][dst], minlength=pl.cores) * c.num_weight_bits / 8
+    assert [pc["in_axons"] for pc in pl.per_core] == in_axons.tolist()
+    assert [pc["out_axons"] for pc in pl.per_core] == out_axons.tolist()
+    np.testing.assert_allclose([pc["syn_bytes"] for pc in pl.per_core], mem)
+    assert max(in_axons) <= 90 and max(out_axons) <= 40
