@@ -570,6 +570,19 @@ def input_shapes(node: Node, shapes: dict[str, tuple[int, ...]]) -> list[tuple[i
     return [known[i] for i in node.inputs]
 
 
+def spike_source(graph: Graph, name: str) -> str | None:
+    """The LIF node whose spikes tensor ``name`` carries, unchanged in value through flatten and max
+    pooling (binary by construction); None when ``name`` is anything else (the input included)."""
+    while name != "input":
+        node = graph[name]
+        if isinstance(node, LIF):
+            return node.name
+        if not (isinstance(node, Flatten) or (isinstance(node, Pool2d) and node.mode == "max")):
+            return None
+        name = node.inputs[0]
+    return None
+
+
 def beta_from_tau(tau: float, dt: float = 1.0) -> float:
     """Membrane decay per step for a time constant tau (exact exponential)."""
     return math.exp(-dt / tau)

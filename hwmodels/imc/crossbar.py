@@ -105,19 +105,6 @@ def _exact_terms(coef: torch.Tensor, top: int) -> list[float] | None:
     return vals
 
 
-def _lif_output(graph: ir.Graph, name: str) -> bool:
-    """True when tensor ``name`` is a LIF layer's spikes, directly or through flatten and max
-    pooling: binary by construction."""
-    while name != "input":
-        node = graph[name]
-        if node.kind == "lif":
-            return True
-        if node.kind not in ("flatten", "pool2d") or getattr(node, "mode", "max") != "max":
-            return False
-        name = node.inputs[0]
-    return False
-
-
 class PsumQuant(torch.autograd.Function):
     """``step * clamp(ceil(p / step - 1/2), 0, qmax)``; straight-through for ``p`` inside
     the range, LSQ gradient for ``step`` (Esser et al., ICLR 2020). Written with few
@@ -515,7 +502,7 @@ class CrossbarNet(SpikingNet):
             self.layers[node.name] = CrossbarSynapse(node, mapping.layers[node.name], mapping.config, off_units,
                                                      mode, noise, learn_steps, gen, learn_scales)
             self.layers[node.name].timesteps = self.graph.timesteps
-            self.layers[node.name].check_input = not _lif_output(self.graph, node.inputs[0])
+            self.layers[node.name].check_input = ir.spike_source(self.graph, node.inputs[0]) is None
         self._samples = 0
 
     def synapses(self) -> list[CrossbarSynapse]:

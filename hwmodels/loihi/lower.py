@@ -98,7 +98,7 @@ def check_kinds(graph: ir.Graph, target: str) -> None:
                                          "and lif layers only")
             raise TargetError(f"layer '{node.name}': layer type '{node.kind}' is not supported on "
                               f"target '{target}' ({why})")
-        if isinstance(node, ir.Pool2d) and node.mode == "max" and not _pools_spikes(graph, node):
+        if isinstance(node, ir.Pool2d) and node.mode == "max" and ir.spike_source(graph, node.inputs[0]) is None:
             raise TargetError(f"layer '{node.name}': max pooling is supported on target '{target}' only "
                               "directly on a lif layer's spikes (a synapse sums weighted values; use avg or "
                               "sum pooling)")
@@ -147,10 +147,6 @@ def lower(graph: ir.Graph, target: str) -> Lowered:
         raise TargetError(f"layer '{orphans[0]}': its output reaches no lif layer; Loihi computes "
                           "only what ends in spiking neurons")
     return out
-
-
-def _pools_spikes(graph: ir.Graph, pool: ir.Pool2d) -> bool:
-    return pool.inputs[0] != INPUT and isinstance(graph[pool.inputs[0]], ir.LIF)
 
 
 #: relay neurons: a spike in the window adds twice the threshold, so a neuron fires exactly when
