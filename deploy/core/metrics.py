@@ -8,6 +8,7 @@ MACs. Counts are per inference (one sample, all timesteps).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -164,13 +165,14 @@ def effective_synops(node: ir.Node, inputs: torch.Tensor) -> float:
     return synops_from_counts(node, nonzero_counts(node, inputs))
 
 
-def nonzero_counts(node: ir.Node, inputs: torch.Tensor) -> torch.Tensor:
+def nonzero_counts(node: ir.Node, inputs: torch.Tensor, spikes: bool = False) -> torch.Tensor:
     """Non-zero inputs of time-major ``inputs`` summed over time, batch (and channels, for a
     convolution): one count per input feature (linear) or per pixel, (H, W) (conv2d), float64.
-    The column sums run in float32, exact while there are fewer than 2**24 rows."""
+    The column sums run in float32, exact while there are fewer than 2**24 rows. ``spikes``:
+    the inputs are 0/1 already (a LIF's output) and are summed as they are."""
     size = tuple(inputs.shape[-2:]) if isinstance(node, ir.Conv2d) else (inputs.shape[-1],)
-    nz = inputs.ne(0).to(torch.float32).reshape(-1, math.prod(size))
-    return nz.sum(0).to(torch.float64).view(size)
+    nz = inputs if spikes and inputs.dtype == torch.float32 else inputs.ne(0).to(torch.float32)
+    return nz.reshape(-1, math.prod(size)).sum(0).to(torch.float64).view(size)
 
 
 def synops_from_counts(node: ir.Node, counts: torch.Tensor) -> float:
@@ -186,16 +188,23 @@ def synops_from_counts(node: ir.Node, counts: torch.Tensor) -> float:
 
 
 def conv_fanout(node: ir.Conv2d, size: tuple[int, int]) -> torch.Tensor:
-    """How many output positions of ``node`` read each input pixel: (H, W) float64."""
+    """How many output positions of ``node`` read each input pixel: (H, W) float64 (shared between
+    calls with the same geometry: do not modify it)."""
     kh, kw = node.weight.shape[-2:]
+    return _fanout((int(kh), int(kw)), tuple(node.stride), tuple(node.padding), tuple(node.dilation), tuple(size))
+
+
+@functools.lru_cache(maxsize=256)
+def _fanout(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+            dilation: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     ones = torch.ones(1, 1, *size, dtype=torch.float64)
-    window = torch.ones(1, 1, kh, kw, dtype=torch.float64)
-    out = F.conv2d(ones, window, stride=node.stride, padding=node.padding, dilation=node.dilation)
+    window = torch.ones(1, 1, *kernel, dtype=torch.float64)
+    out = F.conv2d(ones, window, stride=stride, padding=padding, dilation=dilation)
     expected = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
-                zip(out.shape[-2:], node.stride, node.padding, node.dilation, (kh, kw), strict=True)]
+                zip(out.shape[-2:], stride, padding, dilation, kernel, strict=True)]
     pad = [n - e for n, e in zip(size, expected, strict=True)]
-    fan = F.conv_transpose2d(torch.ones_like(out), window, stride=node.stride, padding=node.padding,
-                             output_padding=pad, dilation=node.dilation)
+    fan = F.conv_transpose2d(torch.ones_like(out), window, stride=stride, padding=padding,
+                             output_padding=pad, dilation=dilation)
     return fan[0, 0]
 
 
@@ -220,10 +229,11 @@ def activity_from_record(graph: ir.Graph, values: dict[str, torch.Tensor],
             if node.inputs[0] in node.recurrent:  # delivered one step late: the last step never arrives
                 x = torch.cat([torch.zeros_like(x[:1]), x[:-1]])
             n_in = int(np.prod(shapes[node.inputs[0]]))
-            counts = nonzero_counts(node, x)
+            spikes = ir.spike_source(graph, node.inputs[0]) is not None     # 0/1 by construction
+            counts = nonzero_counts(node, x, spikes)
             la.input_events = float(counts.sum()) / batch
             la.input_rate = la.input_events / (n_in * t_steps)
-            la.binary_input = torch.equal(x.abs(), x.ne(0).to(x.dtype))     # every non-zero input is +-1
+            la.binary_input = spikes or torch.equal(x.abs(), x.ne(0).to(x.dtype))   # every non-zero input is +-1
             la.synops_dense = dense_synops(node, shapes[node.inputs[0]], shapes[node.name]) * t_steps
             la.synops_effective = synops_from_counts(node, counts) / batch
         layers[node.name] = la
