@@ -31,9 +31,11 @@ class Violation:
     resource: str
     need: float
     limit: float
+    hint: str = ""                  # what would make it fit, when something simple would
 
     def __str__(self) -> str:
-        return f"layer '{self.layer}' needs {self.need:g} {self.resource}, the target allows {self.limit:g}"
+        msg = f"layer '{self.layer}' needs {self.need:g} {self.resource}, the target allows {self.limit:g}"
+        return f"{msg}; {self.hint}" if self.hint else msg
 
 
 @dataclass

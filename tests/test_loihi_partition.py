@@ -146,7 +146,8 @@ def test_output_axon_limit_shrinks_blocks():
 def test_network_too_large_for_the_allowed_chips():
     g = dense_net(2, 129 * 1024)                                  # 129 cores of 1024 neurons
     with pytest.raises(TargetError, match=r"layer 'n' needs 129 cores in total \(1 chip\(s\) of 128\), "
-                                          r"the target allows 128"):
+                                          r"the target allows 128; 2 chips hold it: set the option chips "
+                                          r"\(--config with options: \{chips: 2\}\)$"):
         Loihi1Target(options={"chips": 1}).map(g)
     pl = Loihi1Target(options={"chips": 2}).map(g).placement
     assert pl.chips == 2 and pl.coords[128].tolist() == [8, 0]   # second chip continues east-west

@@ -72,8 +72,11 @@ def place(net: LoihiNetwork, lim: Limits) -> Placement:
     allowed = lim.cores_per_chip * lim.chips
     if placement.cores > allowed:
         first = next(p.name for p in net.populations if placement.core_of[p.name].max() >= allowed)
+        chips = -(-placement.cores // lim.cores_per_chip)
         violations.append(Violation(first, f"cores in total ({lim.chips} chip(s) of {lim.cores_per_chip})",
-                                    placement.cores, allowed))
+                                    placement.cores, allowed,
+                                    f"{chips} chips hold it: set the option chips (--config with options: "
+                                    f"{{chips: {chips}}})"))
     placement.violations = violations
     return placement
 
