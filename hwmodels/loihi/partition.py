@@ -5,7 +5,9 @@ incoming synapses x weight bits, dense synapse format), input axons (distinct
 source neurons with a synapse on the core) and output axons (one per
 destination core of every neuron on the core). For each population the
 largest block size that meets the first three is found by bisection; blocks
-are then halved while the output axons overflow. Cores are numbered in
+are then halved while the output axons overflow, from the last population to
+the first. The counts come from :mod:`hwmodels.loihi.wiring`, which never lists
+synapses one by one. Cores are numbered in
 population order and placed chip by chip on a mesh of tiles (``cores_per_tile``
 cores share a router); a core's position gives the east-west and north-south
 hops of every spike message. A population that cannot be placed even one
