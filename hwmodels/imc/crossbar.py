@@ -272,17 +272,17 @@ class CrossbarSynapse(nn.Module):
         return _columns(counts if dtype is None else counts.to(dtype))
 
     def _sense_shift_add(self, xt: torch.Tensor, coef: torch.Tensor, exact: list[float] | None) -> torch.Tensor:
-        """:meth:`_sense_int8` then the shift-add (:meth:`_exact_reduce` on the integer counts when
-        ``exact``, else :meth:`_reduce`)."""
-        if exact is None:
-            return self._reduce(self._sense_int8(xt), coef, tiles=1)
-        return self._exact_reduce(self._sense_int8(xt, None), exact, tiles=1)
+        """:meth:`_sense_int8` then the shift-add as :meth:`_exact_reduce` on the integer counts: bit for
+        bit the GEMM when the coefficients are ``exact``; otherwise the same sum of a few products
+        in another float32 order (bit-identical on the shipped DVSNet), at a third less time than the
+        GEMM with its Kronecker matrix."""
+        return self._exact_reduce(self._sense_int8(xt, None), coef.tolist() if exact is None else exact, tiles=1)
 
     def _exact_reduce(self, c: torch.Tensor, exact: list[float], tiles: int) -> torch.Tensor:
-        """:meth:`_reduce` of integer codes ``c`` (any dtype) when the coefficients are ``exact``
-        (:func:`_exact_terms`): the codes summed over the row tiles, then each column group's
-        added times its coefficient. Every partial sum is exact, so this equals the GEMM; the
-        output has the GEMM's layout."""
+        """:meth:`_reduce` of integer codes ``c`` (any dtype): the codes summed over the row tiles,
+        then each column group's added times its coefficient. When the coefficients are exact
+        (:func:`_exact_terms`) every partial sum is exact, so this equals the GEMM; the output has
+        the GEMM's layout."""
         n, _, pos = c.shape
         outs = self.g_outs()
         y = (torch.zeros(n, outs, pos, device=c.device) if self.conv and c.stride(1) != 1 and pos > 1
