@@ -150,3 +150,23 @@ def test_cli_compile_compare_imc(tmp_path, shipped_path):
     rep = json.loads((out / "report.json").read_text())
     assert rep["target"]["name"] == "loihi" and rep["comparison"]["target"] == "imc"
     assert rep["totals"]["energy_j"] > 0
+
+
+def test_vgg_with_max_pools_compiles_on_loihi_and_every_layer_fires():
+    """The built-in VGG (max pools, relays on Loihi) at a small size through the whole pipeline: the
+    report has a row per relay with its cores and energy, every population fires, and the relays' spike
+    counts lie between their input's (pooled windows overlap nothing here) divided by 4 and equal to it."""
+    from deploy import pipeline
+    from deploy.training.arch import vgg
+
+    g = vgg.model(channels=(4, 4, 8, 8, 8, 8), size=16, hidden=16, seed=1).to_graph()
+    x, y = vgg.synthetic_inputs(3, size=16, seed=2)
+    rep = pipeline.compile(g, target=Loihi1Target(options={"chips": 1}), data=(x, y), reference=False)
+    rows = {r.name: r for r in rep.layers}
+    for pool in ("pool1", "pool2", "pool3"):
+        r = rows[pool]
+        assert r.kind == "pool2d" and r.resources["cores"] >= 1 and r.energy_j > 0 and r.spike_rate > 0
+        src = rows[g[pool].inputs[0]]
+        pooled, unpooled = r.spike_rate * np.prod(r.shape), src.spike_rate * np.prod(src.shape)
+        assert unpooled / 4 - 1e-9 <= pooled <= unpooled + 1e-9      # OR of four: at least a quarter, at most all
+    assert all(r.spike_rate > 0 for r in rep.layers if r.kind == "lif")

@@ -59,6 +59,6 @@ def model(timesteps: int = 8, rate: float = 0.1, seed: int = 0, calib_samples: i
     from deploy.core.net import build
 
     net = build(vgg_cifar(timesteps=timesteps, **spec), seed=seed)
-    x, _ = synthetic_inputs(calib_samples, seed=seed + 1)
+    x, _ = synthetic_inputs(calib_samples, size=int(spec.get("size", 32)), seed=seed + 1)
     balance_thresholds(net, x, rate=rate)
     return net
