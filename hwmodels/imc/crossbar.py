@@ -271,12 +271,12 @@ class CrossbarSynapse(nn.Module):
         counts = _count_fired(fired, self.n_tiles)
         return _columns(counts if dtype is None else counts.to(dtype))
 
-    def _sense_shift_add(self, xt: torch.Tensor, coef: torch.Tensor, exact: list[float] | None) -> torch.Tensor:
-        """:meth:`_sense_int8` then the shift-add as :meth:`_exact_reduce` on the integer counts: bit for
-        bit the GEMM when the coefficients are ``exact``; otherwise the same sum of a few products
-        in another float32 order (bit-identical on the shipped DVSNet), at a third less time than the
-        GEMM with its Kronecker matrix."""
-        return self._exact_reduce(self._sense_int8(xt, None), coef.tolist() if exact is None else exact, tiles=1)
+    def _sense_shift_add(self, xt: torch.Tensor, terms: list[float]) -> torch.Tensor:
+        """:meth:`_sense_int8` then the shift-add as :meth:`_exact_reduce` on the integer counts with
+        the coefficients ``terms``: bit for bit the GEMM when they are exact (:func:`_exact_terms`);
+        otherwise the same sum of a few products in another float32 order (bit-identical on the
+        shipped DVSNet), at a third less time than the GEMM with its Kronecker matrix."""
+        return self._exact_reduce(self._sense_int8(xt, None), terms, tiles=1)
 
     def _exact_reduce(self, c: torch.Tensor, exact: list[float], tiles: int) -> torch.Tensor:
         """:meth:`_reduce` of integer codes ``c`` (any dtype): the codes summed over the row tiles,
@@ -313,14 +313,13 @@ class CrossbarSynapse(nn.Module):
 
     def _chunked_sense_reduce(self, xt: torch.Tensor) -> torch.Tensor:
         """:meth:`_sense_shift_add` over chunks of frames of ``xt``, into one output."""
-        coef, n = self.coefs * self.step, xt.shape[0]
-        exact = _exact_terms(coef, self.n_tiles)
+        terms, n = (self.coefs * self.step).tolist(), xt.shape[0]
         frames = max(1, SENSE_CHUNK // (self.sl.groups * self.g_outs() * self.lm.positions))
         if frames >= n:
-            return self._sense_shift_add(xt, coef, exact)
+            return self._sense_shift_add(xt, terms)
         y = None
         for i, part in enumerate(xt.split(frames)):
-            yp = self._sense_shift_add(part, coef, exact)
+            yp = self._sense_shift_add(part, terms)
             if y is None:
                 y = yp.new_empty_strided((n, *yp.shape[1:]), yp.stride())
             y[i * frames:i * frames + len(yp)] = yp
